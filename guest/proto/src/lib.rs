@@ -1,0 +1,161 @@
+//! Wire protocol between the rulebench host and the guest agent.
+//!
+//! Frames are a little-endian `u32` length followed by a bincode body. Every
+//! request carries an id that its response echoes, so a host that reconnects
+//! after a timeout can discard a stale answer instead of misattributing it.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::io::{Read, Write};
+
+/// Name of the virtio-serial port the agent listens on.
+pub const PORT_NAME: &str = "org.rulebench.agent";
+/// Line the agent prints on the console once it serves requests.
+pub const READY_MARKER: &str = "RULEBENCH-AGENT-READY";
+/// Refuse frames above this size: a corrupt length must not allocate gigabytes.
+pub const MAX_FRAME: u32 = 512 * 1024 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Envelope<T> {
+    pub id: u64,
+    pub body: T,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum Request {
+    Ping,
+    /// Run a command to completion and collect its output.
+    Exec(ExecRequest),
+    /// Start a command detached from the agent (servers in namespaces);
+    /// its output goes to the given file in the guest.
+    Spawn { argv: Vec<String>, log_path: String },
+    PutFile { path: String, mode: u32, contents: Vec<u8> },
+    GetFile { path: String },
+    PowerOff,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ExecRequest {
+    pub argv: Vec<String>,
+    pub stdin: Vec<u8>,
+    pub timeout_ms: u64,
+    pub env: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum Response {
+    Pong { agent_version: String, kernel_release: String },
+    Exec(ExecResult),
+    Spawned { pid: u32 },
+    FileWritten,
+    File { contents: Vec<u8> },
+    PoweringOff,
+    /// The agent could not carry out the request (not the command's failure).
+    Error { message: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ExecResult {
+    /// Exit status when the command exited normally.
+    pub exit_code: Option<i32>,
+    /// Signal number when it was killed by a signal.
+    pub signal: Option<i32>,
+    /// True when the agent killed it on the request's timeout.
+    pub timed_out: bool,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Guest-side monotonic time from spawn to exit.
+    pub elapsed_ns: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("agent channel I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("agent frame encoding: {0}")]
+    Codec(#[from] bincode::Error),
+    #[error("agent frame of {0} bytes exceeds the {MAX_FRAME} byte limit")]
+    TooLarge(u64),
+}
+
+pub fn write_frame<W: Write, T: Serialize>(w: &mut W, value: &T) -> Result<(), FrameError> {
+    let body = bincode::serialize(value)?;
+    if body.len() as u64 > MAX_FRAME as u64 {
+        return Err(FrameError::TooLarge(body.len() as u64));
+    }
+    w.write_all(&(body.len() as u32).to_le_bytes())?;
+    w.write_all(&body)?;
+    w.flush()?;
+    Ok(())
+}
+
+pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> Result<T, FrameError> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len);
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len as u64));
+    }
+    let mut body = vec![0u8; len as usize];
+    r.read_exact(&mut body)?;
+    Ok(bincode::deserialize(&body)?)
+}
+
+/// Traffic probes run by `rulebench-agent probe` inside a network namespace.
+/// Plan on stdin, report on stdout, both JSON.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProbePlan {
+    pub timeout_ms: u64,
+    pub items: Vec<ProbeItem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProbeItem {
+    /// "tcp" or "udp".
+    pub proto: String,
+    pub addr: String,
+    pub port: u16,
+    pub count: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProbeReport {
+    pub results: Vec<ProbeOutcome>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProbeOutcome {
+    /// One entry per attempt: the identity that answered, or None when the
+    /// attempt failed (refused, timed out, reset).
+    pub answers: Vec<Option<String>>,
+    /// Error text of the first failed attempt, for diagnostics.
+    pub first_error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_round_trip() {
+        let req = Envelope {
+            id: 7,
+            body: Request::Exec(ExecRequest {
+                argv: vec!["uname".into(), "-r".into()],
+                stdin: b"x".to_vec(),
+                timeout_ms: 1000,
+                env: vec![],
+            }),
+        };
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &req).unwrap();
+        let back: Envelope<Request> = read_frame(&mut buf.as_slice()).unwrap();
+        assert_eq!(back, req);
+    }
+
+    #[test]
+    fn oversized_length_is_refused() {
+        let buf = (MAX_FRAME + 1).to_le_bytes();
+        let err = read_frame::<_, Envelope<Request>>(&mut buf.as_slice()).unwrap_err();
+        assert!(matches!(err, FrameError::TooLarge(_)));
+    }
+}

@@ -1,0 +1,470 @@
+//! Lock and build: resolve and pin packages (`lock`), then fetch, verify,
+//! extract, select and pack them into a deterministic initramfs (`build`).
+
+use super::apt::PrivateApt;
+use super::cpio::{self, Entry, EntryKind};
+use super::lock::{ImageSpec, LockFile, LockedPackage};
+use super::{agent, deb, mirror, rootfs};
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// Bump when the builder's output for the same inputs changes.
+const BUILDER_VERSION: &str = "1";
+pub const CACHE_ENV: &str = "RULEBENCH_CACHE";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BuiltImage {
+    pub name: String,
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+    pub kernel_release: String,
+    /// sha256 over the kernel's and the initramfs's sha256.
+    pub sha256: String,
+    pub initramfs_bytes: u64,
+    pub cmdline: String,
+}
+
+pub fn cache_root() -> PathBuf {
+    std::env::var_os(CACHE_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| agent::workspace_root().join("target/rulebench"))
+}
+
+fn deb_cache_path(cache: &Path, name: &str, version: &str) -> PathBuf {
+    cache
+        .join("debs")
+        .join(format!("{name}_{}_amd64.deb", version.replace(':', "%3a")))
+}
+
+fn progress(len: u64, quiet: bool, what: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(what.to_string());
+    bar
+}
+
+/// Serializes builds of the cache between concurrent test processes.
+struct CacheLock {
+    _file: std::fs::File,
+}
+
+impl CacheLock {
+    fn acquire(cache: &Path) -> Result<Self> {
+        std::fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
+        let path = cache.join(".build.lock");
+        let file =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on an fd we own; released when the file closes.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            bail!(
+                "locking {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(CacheLock { _file: file })
+    }
+}
+
+/// Lazily created private apt for one suite (only needed on a cache miss).
+struct Fetcher {
+    cache: PathBuf,
+    suite: String,
+    apt: Option<PrivateApt>,
+}
+
+impl Fetcher {
+    fn apt(&mut self) -> Result<&PrivateApt> {
+        if self.apt.is_none() {
+            let mirror = mirror::host_mirror()?;
+            let dir = self.cache.join("apt").join(&self.suite);
+            self.apt = Some(
+                PrivateApt::new(&dir, &mirror, &self.suite)
+                    .with_context(|| format!("preparing apt for suite {}", self.suite))?,
+            );
+        }
+        Ok(self.apt.as_ref().expect("just set"))
+    }
+
+    /// The cached .deb of `name=version`, downloading it if absent.
+    fn fetch(&mut self, name: &str, version: &str) -> Result<PathBuf> {
+        let dest = deb_cache_path(&self.cache, name, version);
+        if dest.exists() {
+            return Ok(dest);
+        }
+        let debs = self.cache.join("debs");
+        std::fs::create_dir_all(&debs)?;
+        let tmp = tempfile::tempdir_in(&debs)?;
+        self.apt()?
+            .download(name, version, tmp.path())
+            .with_context(|| format!("downloading {name}={version}"))?;
+        let file = std::fs::read_dir(tmp.path())?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "deb"))
+            .with_context(|| format!("apt-get download {name}={version} produced no .deb"))?;
+        std::fs::rename(&file, &dest)?;
+        Ok(dest)
+    }
+}
+
+/// Resolve `spec`'s package closure, fetch it, and pin the packages that
+/// contribute kept files (exact version + sha256).
+pub fn lock(spec: &ImageSpec, quiet: bool) -> Result<LockFile> {
+    let cache = cache_root();
+    let mut fetcher = Fetcher {
+        cache: cache.clone(),
+        suite: spec.suite.clone(),
+        apt: None,
+    };
+    let mut wanted = spec.packages.clone();
+    wanted.push(spec.kernel_package.clone());
+    let resolved = fetcher
+        .apt()?
+        .resolve(&wanted)
+        .context("resolving the package closure")?;
+    let bar = progress(resolved.len() as u64, quiet, "fetching");
+    let mut candidates = Vec::new();
+    for pkg in &resolved {
+        bar.set_message(pkg.name.clone());
+        let path = fetcher.fetch(&pkg.name, &pkg.version)?;
+        let sha256 = deb::sha256_file(&path)?;
+        candidates.push((
+            LockedPackage {
+                name: pkg.name.clone(),
+                version: pkg.version.clone(),
+                sha256,
+            },
+            path,
+        ));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let staging = tempfile::tempdir().context("creating staging directory")?;
+    let mut owners: BTreeMap<String, String> = BTreeMap::new();
+    for (pkg, path) in &candidates {
+        deb::extract(path, staging.path())?;
+        for p in deb::contents(path)? {
+            owners.entry(p).or_insert_with(|| pkg.name.clone());
+        }
+    }
+    let kept = select(spec, staging.path())?;
+    let used: BTreeSet<&String> = kept
+        .iter()
+        .filter_map(|p| owners.get(&p.to_string_lossy().into_owned()))
+        .collect();
+    let packages = candidates
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| used.contains(&p.name) || p.name == spec.kernel_package)
+        .collect();
+    Ok(LockFile {
+        image: spec.clone(),
+        packages,
+    })
+}
+
+/// Root-relative paths to keep, from an extracted staging tree.
+fn select(spec: &ImageSpec, staging: &Path) -> Result<BTreeSet<PathBuf>> {
+    let mut sel = rootfs::Selection::new(staging);
+    for path in &spec.include {
+        sel.include(path)?;
+    }
+    sel.include("/bin/busybox")?;
+    let release = &spec.kernel_release;
+    let modules_dir = PathBuf::from("lib/modules").join(release);
+    let builtin_text = std::fs::read_to_string(staging.join(&modules_dir).join("modules.builtin"))
+        .context("reading modules.builtin of the kernel package")?;
+    let builtin = rootfs::builtin_modules(&builtin_text);
+    let index = rootfs::index_modules(staging, release)?;
+    let mut requested = spec.modules.clone();
+    requested.extend(spec.early_modules.iter().cloned());
+    let mut kept = sel.kept;
+    kept.extend(rootfs::module_closure(
+        staging, &index, &requested, &builtin,
+    )?);
+    kept.insert(modules_dir.join("modules.builtin"));
+    Ok(kept)
+}
+
+fn copy_into(staging: &Path, rootfs: &Path, rel: &Path) -> Result<()> {
+    let src = staging.join(rel);
+    let dst = rootfs.join(rel);
+    if let Some(parent) = dst.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let meta = std::fs::symlink_metadata(&src)?;
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(&src)?;
+        let _ = std::fs::remove_file(&dst);
+        std::os::unix::fs::symlink(target, &dst)?;
+    } else if meta.is_dir() {
+        std::fs::create_dir_all(&dst)?;
+    } else {
+        std::fs::copy(&src, &dst).with_context(|| format!("copying {}", rel.display()))?;
+    }
+    Ok(())
+}
+
+fn write_file(rootfs: &Path, rel: &str, contents: &[u8], mode: u32) -> Result<()> {
+    let path = rootfs.join(rel);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+fn symlink(rootfs: &Path, rel: &str, target: &str) -> Result<()> {
+    let path = rootfs.join(rel.trim_start_matches('/'));
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let _ = std::fs::remove_file(&path);
+    std::os::unix::fs::symlink(target, &path).with_context(|| format!("linking {}", path.display()))
+}
+
+/// The files rulebench itself adds to the guest.
+fn add_own_files(spec: &ImageSpec, rootfs: &Path, agent_bytes: &[u8]) -> Result<()> {
+    write_file(rootfs, "init", agent_bytes, 0o755)?;
+    symlink(rootfs, "usr/local/bin/rulebench-agent", "/init")?;
+    let mut early = spec.early_modules.join("\n");
+    early.push('\n');
+    write_file(
+        rootfs,
+        "etc/rulebench/modules-early",
+        early.as_bytes(),
+        0o644,
+    )?;
+    write_file(
+        rootfs,
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/bin/sh\n",
+        0o644,
+    )?;
+    write_file(rootfs, "etc/group", b"root:x:0:\n", 0o644)?;
+    write_file(rootfs, "etc/hostname", b"rulebench\n", 0o644)?;
+    for dir in [
+        "proc", "sys", "dev", "run", "tmp", "root", "var/lib", "sys/fs",
+    ] {
+        std::fs::create_dir_all(rootfs.join(dir))?;
+    }
+    symlink(rootfs, "var/run", "/run")?;
+    for (link, target) in &spec.symlinks {
+        symlink(rootfs, link, target)?;
+    }
+    for applet in &spec.busybox_applets {
+        let taken = ["bin", "sbin", "usr/bin", "usr/sbin"]
+            .iter()
+            .any(|d| std::fs::symlink_metadata(rootfs.join(d).join(applet)).is_ok());
+        if !taken {
+            symlink(rootfs, &format!("bin/{applet}"), "/bin/busybox")?;
+        }
+    }
+    Ok(())
+}
+
+/// Run the image's own depmod inside the finished tree, with a fixed module
+/// order so its output does not depend on directory read order.
+fn run_depmod(rootfs: &Path, release: &str) -> Result<()> {
+    let modules = rootfs.join("lib/modules").join(release);
+    let mut order: Vec<String> = Vec::new();
+    let mut dirs = vec![modules.join("kernel")];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir)?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if let Ok(rel) = p.strip_prefix(&modules) {
+                order.push(rel.display().to_string());
+            }
+        }
+    }
+    order.sort();
+    std::fs::write(modules.join("modules.order"), order.join("\n") + "\n")?;
+    let out = Command::new("chroot")
+        .arg(rootfs)
+        .args(["/sbin/depmod", release])
+        .output()
+        .context("running chroot for depmod (the image builder must run as root)")?;
+    if !out.status.success() {
+        bail!(
+            "depmod in the image failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn collect_entries(rootfs: &Path) -> Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    let mut dirs = vec![PathBuf::new()];
+    while let Some(rel) = dirs.pop() {
+        let full = rootfs.join(&rel);
+        for e in std::fs::read_dir(&full)?.flatten() {
+            let child = rel.join(e.file_name());
+            let meta = std::fs::symlink_metadata(e.path())?;
+            let path = child.to_string_lossy().into_owned();
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(e.path())?.to_string_lossy().into_owned();
+                entries.push(Entry {
+                    path,
+                    mode: 0o777,
+                    kind: EntryKind::Symlink(target),
+                });
+            } else if meta.is_dir() {
+                entries.push(Entry {
+                    path,
+                    mode: 0o755,
+                    kind: EntryKind::Dir,
+                });
+                dirs.push(child);
+            } else {
+                // Only the executable bit is meaningful; normalize the rest.
+                let mode = if meta.permissions().mode() & 0o111 != 0 {
+                    0o755
+                } else {
+                    0o644
+                };
+                entries.push(Entry {
+                    path,
+                    mode,
+                    kind: EntryKind::File(std::fs::read(e.path())?),
+                });
+            }
+        }
+    }
+    Ok(entries)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Build (or fetch from cache) the image described by a lock file.
+pub fn build(lock: &LockFile, quiet: bool) -> Result<BuiltImage> {
+    let spec = &lock.image;
+    if lock.packages.is_empty() {
+        bail!(
+            "lock file for image {} pins no packages; run `rulebench image lock` first",
+            spec.name
+        );
+    }
+    let agent_path = agent::agent_binary(quiet).context("building the guest agent")?;
+    let agent_bytes = std::fs::read(&agent_path)
+        .with_context(|| format!("reading guest agent {}", agent_path.display()))?;
+    let key = sha256_hex(
+        format!(
+            "{}\n{}\n{}",
+            lock.to_toml(),
+            sha256_hex(&agent_bytes),
+            BUILDER_VERSION
+        )
+        .as_bytes(),
+    );
+    let cache = cache_root();
+    let out_dir = cache
+        .join("images")
+        .join(format!("{}-{}", spec.name, &key[..16]));
+    let manifest = out_dir.join("manifest.json");
+    if let Some(image) = read_manifest(&manifest) {
+        return Ok(image);
+    }
+    let _guard = CacheLock::acquire(&cache)?;
+    if let Some(image) = read_manifest(&manifest) {
+        return Ok(image);
+    }
+    let started = Instant::now();
+    let mut fetcher = Fetcher {
+        cache: cache.clone(),
+        suite: spec.suite.clone(),
+        apt: None,
+    };
+    let bar = progress(lock.packages.len() as u64, quiet, "fetching");
+    let staging = tempfile::tempdir().context("creating staging directory")?;
+    for pkg in &lock.packages {
+        bar.set_message(pkg.name.clone());
+        let path = fetcher.fetch(&pkg.name, &pkg.version)?;
+        deb::verify(&pkg.name, &path, &pkg.sha256)?;
+        deb::extract(&path, staging.path())?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let kept = select(spec, staging.path())?;
+    let root = tempfile::tempdir().context("creating rootfs directory")?;
+    for rel in &kept {
+        copy_into(staging.path(), root.path(), rel)?;
+    }
+    add_own_files(spec, root.path(), &agent_bytes)?;
+    run_depmod(root.path(), &spec.kernel_release)?;
+    let entries = collect_entries(root.path())?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    cpio::write_archive(&mut gz, entries)?;
+    let initramfs = gz.finish()?;
+    let kernel_src = staging
+        .path()
+        .join(format!("boot/vmlinuz-{}", spec.kernel_release));
+    let kernel = std::fs::read(&kernel_src)
+        .with_context(|| format!("reading {} from the kernel package", kernel_src.display()))?;
+    let sha256 =
+        sha256_hex(format!("{}{}", sha256_hex(&kernel), sha256_hex(&initramfs)).as_bytes());
+    let images_dir = cache.join("images");
+    std::fs::create_dir_all(&images_dir)?;
+    let tmp_out = tempfile::tempdir_in(&images_dir)?;
+    std::fs::write(tmp_out.path().join("vmlinuz"), &kernel)?;
+    std::fs::write(tmp_out.path().join("initramfs.cpio.gz"), &initramfs)?;
+    let image = BuiltImage {
+        name: spec.name.clone(),
+        kernel: out_dir.join("vmlinuz"),
+        initramfs: out_dir.join("initramfs.cpio.gz"),
+        kernel_release: spec.kernel_release.clone(),
+        sha256,
+        initramfs_bytes: initramfs.len() as u64,
+        cmdline: spec.cmdline.clone(),
+    };
+    let mut f = std::fs::File::create(tmp_out.path().join("manifest.json"))?;
+    f.write_all(serde_json::to_string_pretty(&image)?.as_bytes())?;
+    let _ = std::fs::remove_dir_all(&out_dir);
+    std::fs::rename(tmp_out.keep(), &out_dir)
+        .with_context(|| format!("moving the image into {}", out_dir.display()))?;
+    if !quiet {
+        eprintln!(
+            "built image {} ({} KiB initramfs) in {:.1} s",
+            spec.name,
+            image.initramfs_bytes / 1024,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(image)
+}
+
+fn read_manifest(path: &Path) -> Option<BuiltImage> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let image: BuiltImage = serde_json::from_str(&text).ok()?;
+    (image.kernel.exists() && image.initramfs.exists()).then_some(image)
+}
+
+/// Remove a cached image so the next build starts from scratch (verify).
+pub fn forget(image: &BuiltImage) -> Result<()> {
+    if let Some(dir) = image.initramfs.parent() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    Ok(())
+}

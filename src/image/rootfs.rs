@@ -1,0 +1,261 @@
+//! Choosing what of the extracted packages the guest keeps: the listed paths,
+//! the shared libraries their ELF files need (transitively), and the listed
+//! kernel modules with their dependencies. Everything else is left behind,
+//! because initramfs size dominates boot time under TCG.
+
+use super::elf;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Component, Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("included path {0} is not in any locked package")]
+    MissingInclude(String),
+    #[error("{binary} needs shared library {library}, which no locked package provides")]
+    MissingLibrary { binary: String, library: String },
+    #[error("kernel module {0} is not shipped by the kernel package")]
+    MissingModule(String),
+    #[error("symlink {link} points outside the tree ({target})")]
+    EscapingSymlink { link: String, target: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RootfsError + '_ {
+    move |source| RootfsError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+const LIBRARY_DIRS: &[&str] = &[
+    "lib/x86_64-linux-gnu",
+    "usr/lib/x86_64-linux-gnu",
+    "lib",
+    "usr/lib",
+];
+
+/// Lexically resolve `target` of a symlink at `link` (both root-relative).
+fn resolve_link(link: &Path, target: &str) -> Option<PathBuf> {
+    let base = if target.starts_with('/') {
+        PathBuf::new()
+    } else {
+        link.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
+    let mut out = PathBuf::new();
+    for c in base.join(target.trim_start_matches('/')).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
+/// Walks the staging tree and collects the closure of kept paths
+/// (root-relative, without leading slash).
+pub struct Selection<'a> {
+    staging: &'a Path,
+    pub kept: BTreeSet<PathBuf>,
+    queue: VecDeque<PathBuf>,
+}
+
+impl<'a> Selection<'a> {
+    pub fn new(staging: &'a Path) -> Self {
+        Selection {
+            staging,
+            kept: BTreeSet::new(),
+            queue: VecDeque::new(),
+        }
+    }
+
+    pub fn include(&mut self, path: &str) -> Result<(), RootfsError> {
+        let rel = PathBuf::from(path.trim_start_matches('/'));
+        if std::fs::symlink_metadata(self.staging.join(&rel)).is_err() {
+            return Err(RootfsError::MissingInclude(path.to_string()));
+        }
+        self.queue.push_back(rel);
+        self.drain()
+    }
+
+    fn drain(&mut self) -> Result<(), RootfsError> {
+        while let Some(rel) = self.queue.pop_front() {
+            if !self.kept.insert(rel.clone()) {
+                continue;
+            }
+            // Parent directories may themselves be symlinks (e.g. /lib64).
+            let full = self.staging.join(&rel);
+            let meta = std::fs::symlink_metadata(&full).map_err(io_err(&full))?;
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&full).map_err(io_err(&full))?;
+                let target = target.to_string_lossy().into_owned();
+                let resolved =
+                    resolve_link(&rel, &target).ok_or_else(|| RootfsError::EscapingSymlink {
+                        link: rel.display().to_string(),
+                        target: target.clone(),
+                    })?;
+                if std::fs::symlink_metadata(self.staging.join(&resolved)).is_ok() {
+                    self.queue.push_back(resolved);
+                }
+            } else if meta.is_dir() {
+                let mut children: Vec<_> = std::fs::read_dir(&full)
+                    .map_err(io_err(&full))?
+                    .flatten()
+                    .map(|e| rel.join(e.file_name()))
+                    .collect();
+                children.sort();
+                self.queue.extend(children);
+            } else {
+                let bytes = std::fs::read(&full).map_err(io_err(&full))?;
+                if let Some(needs) = elf::dynamic_needs(&bytes) {
+                    if let Some(interp) = needs.interpreter {
+                        self.queue
+                            .push_back(PathBuf::from(interp.trim_start_matches('/')));
+                    }
+                    for lib in needs.libraries {
+                        let found = LIBRARY_DIRS
+                            .iter()
+                            .map(|d| Path::new(d).join(&lib))
+                            .find(|p| std::fs::symlink_metadata(self.staging.join(p)).is_ok())
+                            .ok_or_else(|| RootfsError::MissingLibrary {
+                                binary: rel.display().to_string(),
+                                library: lib.clone(),
+                            })?;
+                        self.queue.push_back(found);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Module name as the kernel and modprobe treat it (`-` and `_` are equal).
+pub fn module_name(file_stem: &str) -> String {
+    file_stem.replace('-', "_")
+}
+
+/// Map module name -> path of its .ko relative to the staging root.
+pub fn index_modules(
+    staging: &Path,
+    release: &str,
+) -> Result<BTreeMap<String, PathBuf>, RootfsError> {
+    let base = PathBuf::from("lib/modules").join(release).join("kernel");
+    let mut index = BTreeMap::new();
+    let mut dirs = vec![base];
+    while let Some(dir) = dirs.pop() {
+        let full = staging.join(&dir);
+        for entry in std::fs::read_dir(&full).map_err(io_err(&full))?.flatten() {
+            let rel = dir.join(entry.file_name());
+            let ft = entry.file_type().map_err(io_err(&full))?;
+            if ft.is_dir() {
+                dirs.push(rel);
+            } else if let Some(stem) = rel
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".ko"))
+            {
+                index.insert(module_name(stem), rel);
+            }
+        }
+    }
+    Ok(index)
+}
+
+/// The requested modules plus everything they depend on (by `.modinfo`).
+pub fn module_closure(
+    staging: &Path,
+    index: &BTreeMap<String, PathBuf>,
+    requested: &[String],
+    builtin: &BTreeSet<String>,
+) -> Result<BTreeSet<PathBuf>, RootfsError> {
+    let mut seen = BTreeSet::new();
+    let mut out = BTreeSet::new();
+    let mut queue: VecDeque<String> = requested.iter().map(|m| module_name(m)).collect();
+    while let Some(name) = queue.pop_front() {
+        if !seen.insert(name.clone()) || builtin.contains(&name) {
+            continue;
+        }
+        let rel = index
+            .get(&name)
+            .ok_or_else(|| RootfsError::MissingModule(name.clone()))?;
+        let full = staging.join(rel);
+        let bytes = std::fs::read(&full).map_err(io_err(&full))?;
+        queue.extend(elf::module_depends(&bytes).unwrap_or_default());
+        out.insert(rel.clone());
+    }
+    Ok(out)
+}
+
+/// Names of modules built into the kernel, from `modules.builtin`.
+pub fn builtin_modules(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| l.rsplit('/').next())
+        .filter_map(|n| n.strip_suffix(".ko"))
+        .map(module_name)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_and_absolute_links_resolve_in_tree() {
+        assert_eq!(
+            resolve_link(
+                Path::new("lib64/ld-linux-x86-64.so.2"),
+                "/lib/x86_64-linux-gnu/ld-2.31.so"
+            ),
+            Some(PathBuf::from("lib/x86_64-linux-gnu/ld-2.31.so"))
+        );
+        assert_eq!(
+            resolve_link(
+                Path::new("usr/sbin/iptables-legacy"),
+                "xtables-legacy-multi"
+            ),
+            Some(PathBuf::from("usr/sbin/xtables-legacy-multi"))
+        );
+        assert_eq!(
+            resolve_link(Path::new("sbin/depmod"), "../bin/kmod"),
+            Some(PathBuf::from("bin/kmod"))
+        );
+        assert_eq!(resolve_link(Path::new("a"), "../../x"), None);
+    }
+
+    #[test]
+    fn builtin_list_is_normalized() {
+        let set =
+            builtin_modules("kernel/drivers/tty/serial/8250/8250.ko\nkernel/net/ipv4/nf-x.ko\n");
+        assert!(set.contains("8250"));
+        assert!(set.contains("nf_x"));
+    }
+
+    #[test]
+    fn selection_follows_links_and_reports_missing_libraries() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("usr/sbin")).unwrap();
+        std::fs::write(root.join("usr/sbin/tool-multi"), b"#!/bin/sh\n").unwrap();
+        std::os::unix::fs::symlink("tool-multi", root.join("usr/sbin/tool")).unwrap();
+        let mut sel = Selection::new(root);
+        sel.include("/usr/sbin/tool").unwrap();
+        assert!(sel.kept.contains(Path::new("usr/sbin/tool-multi")));
+        assert!(matches!(
+            sel.include("/usr/sbin/absent"),
+            Err(RootfsError::MissingInclude(_))
+        ));
+        // An ELF binary whose libraries are absent names them.
+        std::fs::copy("/bin/true", root.join("usr/sbin/true")).unwrap();
+        let err = sel.include("/usr/sbin/true").unwrap_err();
+        assert!(err.to_string().contains("needs"), "{err}");
+    }
+}

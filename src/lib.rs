@@ -1,0 +1,9 @@
+//! rulebench: compare Linux packet filtering and service load balancing
+//! technologies inside pinned QEMU guests.
+
+pub mod cli;
+pub mod image;
+pub mod tech;
+pub mod topo;
+pub mod vm;
+pub mod workload;
