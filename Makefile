@@ -1,0 +1,39 @@
+# rulebench — two commands: `make test` and `make bench` (see README.md).
+SHELL := /bin/bash
+CARGO ?= cargo
+IMAGE ?= bullseye-5.10
+RULEBENCH := target/release/rulebench
+DEB_PACKAGES := qemu-system-x86 cpio dpkg apt debian-archive-keyring ca-certificates
+
+.PHONY: deps test bench image build clean-cache
+
+## Install what is missing on a Debian/Ubuntu host (run as root).
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
+	@command -v qemu-system-x86_64 >/dev/null || { echo "qemu-system-x86_64 still missing"; exit 1; }
+
+build:
+	$(CARGO) build --release --locked
+
+## Build (or reuse) the pinned guest image; prints its sha256.
+image: deps build
+	$(RULEBENCH) image build --image $(IMAGE)
+
+## The test suite: unit tests and real guests (small N), under KVM or TCG.
+test: deps
+	$(CARGO) nextest run --workspace --locked
+
+## The comparison: build the image, run the measurements, write the report.
+bench: deps build
+	$(RULEBENCH) bench --image $(IMAGE)
+
+clean-cache:
+	rm -rf target/rulebench

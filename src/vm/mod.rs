@@ -1,0 +1,463 @@
+//! The VM engine: boots a guest image under QEMU, watches its console, talks
+//! to its agent. It knows nothing of netfilter.
+
+pub mod accel;
+pub mod argv;
+pub mod channel;
+pub mod console;
+pub mod process;
+pub mod qmp;
+
+pub use argv::Accel;
+pub use rulebench_proto::{ExecRequest, ExecResult};
+
+use crate::image::BuiltImage;
+use channel::{AgentChannel, ChannelError};
+use console::ConsoleWatcher;
+use rulebench_proto::{Request, Response, PORT_NAME, READY_MARKER};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BOOT_TIMEOUT_ENV: &str = "RULEBENCH_BOOT_TIMEOUT";
+const CONSOLE_TAIL: usize = 40;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("starting QEMU ({argv0}): {source}")]
+    Spawn {
+        argv0: String,
+        source: std::io::Error,
+    },
+    #[error("creating the VM's socket directory: {0}")]
+    TempDir(std::io::Error),
+    #[error(transparent)]
+    Accel(#[from] accel::AccelError),
+    #[error("QEMU socket {path} did not appear: {detail}")]
+    Socket { path: String, detail: String },
+    #[error("guest did not become ready within {secs} s ({accel}). Console tail:\n{tail}")]
+    BootTimeout {
+        secs: u64,
+        accel: Accel,
+        tail: String,
+    },
+    #[error("guest kernel panicked: {line}\nConsole tail:\n{tail}")]
+    GuestPanic { line: String, tail: String },
+    #[error("QEMU exited unexpectedly ({status}). {stderr}\nConsole tail:\n{tail}")]
+    QemuExited {
+        status: String,
+        stderr: String,
+        tail: String,
+    },
+    #[error("guest agent: {0}")]
+    Agent(String),
+    #[error("command {argv:?} timed out after {timeout_ms} ms in the guest (killed; the VM is still usable). stdout tail: {stdout_tail}")]
+    CommandTimeout {
+        argv: Vec<String>,
+        timeout_ms: u64,
+        stdout_tail: String,
+    },
+    #[error("QMP: {0}")]
+    Qmp(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct VmOptions {
+    /// None: decide by `RULEBENCH_ACCEL` or a KVM probe.
+    pub accel: Option<Accel>,
+    pub memory_mb: u32,
+    pub smp: u32,
+    pub boot_timeout: Duration,
+    pub extra_cmdline: String,
+    /// Boot this bzImage instead of the image's kernel (custom kernels).
+    pub kernel: Option<PathBuf>,
+}
+
+impl Default for VmOptions {
+    fn default() -> Self {
+        let boot_secs = std::env::var(BOOT_TIMEOUT_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(90);
+        VmOptions {
+            accel: None,
+            memory_mb: 1024,
+            smp: 1,
+            boot_timeout: Duration::from_secs(boot_secs),
+            extra_cmdline: String::new(),
+            kernel: None,
+        }
+    }
+}
+
+pub struct Vm {
+    child: Option<Child>,
+    console: Option<ConsoleWatcher>,
+    qmp: Option<qmp::QmpClient>,
+    agent: Option<AgentChannel>,
+    dir: Option<tempfile::TempDir>,
+    accel: Accel,
+    /// Host time from QEMU start to the agent's first answer.
+    pub boot_time: Duration,
+    pub kernel_release: String,
+}
+
+fn wait_for_socket(
+    path: &Path,
+    child: &mut Child,
+    timeout: Duration,
+) -> Result<UnixStream, VmError> {
+    let started = Instant::now();
+    loop {
+        if let Ok(s) = UnixStream::connect(path) {
+            return Ok(s);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut stderr = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut stderr);
+            }
+            return Err(VmError::QemuExited {
+                status: status.to_string(),
+                stderr: stderr.trim().to_string(),
+                tail: String::new(),
+            });
+        }
+        if started.elapsed() > timeout {
+            return Err(VmError::Socket {
+                path: path.display().to_string(),
+                detail: format!("not connectable after {:?}", timeout),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+impl Vm {
+    pub fn boot(image: &BuiltImage, opts: &VmOptions) -> Result<Vm, VmError> {
+        let kernel = opts.kernel.clone().unwrap_or_else(|| image.kernel.clone());
+        let accel = match opts.accel {
+            Some(a) => a,
+            None => accel::resolve(&kernel, &crate::image::cache_root())?,
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("rulebench-vm-")
+            .tempdir()
+            .map_err(VmError::TempDir)?;
+        let cfg = argv::QemuConfig {
+            accel,
+            memory_mb: opts.memory_mb,
+            smp: opts.smp,
+            kernel,
+            initrd: Some(image.initramfs.clone()),
+            cmdline: argv::kernel_cmdline(&format!("{} {}", image.cmdline, opts.extra_cmdline)),
+            socket_dir: dir.path().to_path_buf(),
+        };
+        let argv = argv::qemu_argv(&cfg, PORT_NAME);
+        let started = Instant::now();
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        process::die_with_parent(&mut cmd);
+        let child = cmd.spawn().map_err(|source| VmError::Spawn {
+            argv0: argv[0].clone(),
+            source,
+        })?;
+        let mut vm = Vm {
+            child: Some(child),
+            console: None,
+            qmp: None,
+            agent: None,
+            dir: Some(dir),
+            accel,
+            boot_time: Duration::ZERO,
+            kernel_release: String::new(),
+        };
+        vm.attach(opts.boot_timeout, started)?;
+        Ok(vm)
+    }
+
+    fn socket(&self, name: &str) -> PathBuf {
+        self.dir.as_ref().expect("vm dir").path().join(name)
+    }
+
+    fn attach(&mut self, boot_timeout: Duration, started: Instant) -> Result<(), VmError> {
+        let path = self.socket(argv::CONSOLE_SOCKET);
+        let child = self.child.as_mut().expect("child");
+        let console = wait_for_socket(&path, child, Duration::from_secs(10))?;
+        self.console =
+            Some(
+                ConsoleWatcher::start(console, READY_MARKER).map_err(|e| VmError::Socket {
+                    path: "console".into(),
+                    detail: e.to_string(),
+                })?,
+            );
+        let path = self.socket(argv::QMP_SOCKET);
+        let child = self.child.as_mut().expect("child");
+        let qmp_stream = wait_for_socket(&path, child, Duration::from_secs(10))?;
+        self.qmp = Some(qmp::QmpClient::connect(qmp_stream).map_err(VmError::Qmp)?);
+        // Wait for the agent's ready line, a panic, or QEMU's exit.
+        let deadline = started + boot_timeout;
+        loop {
+            let st = self
+                .console
+                .as_ref()
+                .expect("console")
+                .wait_for(Duration::from_millis(200), |s| {
+                    s.ready || s.panic.is_some() || s.closed
+                });
+            self.check_alive()?;
+            if st.ready {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(VmError::BootTimeout {
+                    secs: boot_timeout.as_secs(),
+                    accel: self.accel,
+                    tail: self.console_tail(),
+                });
+            }
+        }
+        let path = self.socket(argv::AGENT_SOCKET);
+        let child = self.child.as_mut().expect("child");
+        let agent = wait_for_socket(&path, child, Duration::from_secs(10))?;
+        self.agent = Some(AgentChannel::new(agent).map_err(|e| VmError::Agent(e.to_string()))?);
+        match self.request(Request::Ping, Duration::from_secs(30))? {
+            Response::Pong { kernel_release, .. } => self.kernel_release = kernel_release,
+            other => {
+                return Err(VmError::Agent(format!(
+                    "unexpected answer to ping: {other:?}"
+                )))
+            }
+        }
+        self.boot_time = started.elapsed();
+        Ok(())
+    }
+
+    pub fn accel(&self) -> Accel {
+        self.accel
+    }
+
+    pub fn qemu_version(&self) -> String {
+        self.qmp
+            .as_ref()
+            .map(|q| q.qemu_version.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn console_tail(&self) -> String {
+        self.console
+            .as_ref()
+            .map(|c| c.snapshot().tail(CONSOLE_TAIL))
+            .unwrap_or_default()
+    }
+
+    pub fn console_log(&self) -> String {
+        self.console
+            .as_ref()
+            .map(|c| c.snapshot().lines.join("\n"))
+            .unwrap_or_default()
+    }
+
+    /// Err when the guest panicked or QEMU is gone.
+    fn check_alive(&mut self) -> Result<(), VmError> {
+        if let Some(line) = self.console.as_ref().and_then(|c| c.panic_line()) {
+            // Give the console a moment to deliver the rest of the trace.
+            if let Some(c) = self.console.as_ref() {
+                c.wait_for(Duration::from_millis(300), |s| s.closed);
+            }
+            return Err(VmError::GuestPanic {
+                line,
+                tail: self.console_tail(),
+            });
+        }
+        let child = self.child.as_mut().expect("child");
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut stderr = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut stderr);
+            }
+            return Err(VmError::QemuExited {
+                status: status.to_string(),
+                stderr: stderr.trim().to_string(),
+                tail: self.console_tail(),
+            });
+        }
+        Ok(())
+    }
+
+    fn request(&mut self, req: Request, timeout: Duration) -> Result<Response, VmError> {
+        let mut agent = self
+            .agent
+            .take()
+            .ok_or_else(|| VmError::Agent("no agent connection".into()))?;
+        let mut failure: Option<VmError> = None;
+        let result = agent.call(req, timeout, || match self.check_alive() {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let msg = e.to_string();
+                failure = Some(e);
+                Err(msg)
+            }
+        });
+        self.agent = Some(agent);
+        match result {
+            Ok(Response::Error { message }) => Err(VmError::Agent(message)),
+            Ok(resp) => Ok(resp),
+            Err(ChannelError::Dead(_)) => Err(failure.expect("liveness failure recorded")),
+            Err(e) => {
+                // The channel may have broken because the guest died: prefer that story.
+                self.check_alive()?;
+                Err(VmError::Agent(e.to_string()))
+            }
+        }
+    }
+
+    /// Run a command; a guest-side timeout is an error (the VM stays usable).
+    pub fn exec_request(&mut self, req: ExecRequest) -> Result<ExecResult, VmError> {
+        let host_timeout = if req.timeout_ms == 0 {
+            Duration::from_secs(24 * 3600)
+        } else {
+            Duration::from_millis(req.timeout_ms) + Duration::from_secs(30)
+        };
+        let argv = req.argv.clone();
+        let timeout_ms = req.timeout_ms;
+        match self.request(Request::Exec(req), host_timeout)? {
+            Response::Exec(r) if r.timed_out => {
+                let out = String::from_utf8_lossy(&r.stdout);
+                let tail: String = out
+                    .chars()
+                    .rev()
+                    .take(300)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                Err(VmError::CommandTimeout {
+                    argv,
+                    timeout_ms,
+                    stdout_tail: tail,
+                })
+            }
+            Response::Exec(r) => Ok(r),
+            other => Err(VmError::Agent(format!(
+                "unexpected answer to exec: {other:?}"
+            ))),
+        }
+    }
+
+    /// Run `argv` with a 120 s timeout and no stdin.
+    pub fn exec(&mut self, argv: &[&str]) -> Result<ExecResult, VmError> {
+        self.exec_request(ExecRequest {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            stdin: Vec::new(),
+            timeout_ms: 120_000,
+            env: Vec::new(),
+        })
+    }
+
+    /// Run a shell script (busybox sh) and return stdout; non-zero exit is an
+    /// error carrying the script and its stderr.
+    pub fn sh(&mut self, script: &str) -> Result<String, VmError> {
+        let r = self.exec(&["sh", "-c", script])?;
+        if r.exit_code != Some(0) {
+            return Err(VmError::Agent(format!(
+                "script failed (exit {:?}, signal {:?}): {}\nstderr: {}",
+                r.exit_code,
+                r.signal,
+                script,
+                String::from_utf8_lossy(&r.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&r.stdout).into_owned())
+    }
+
+    /// Start a detached process in the guest (servers); its output goes to `log_path`.
+    pub fn spawn(&mut self, argv: &[&str], log_path: &str) -> Result<u32, VmError> {
+        let req = Request::Spawn {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            log_path: log_path.to_string(),
+        };
+        match self.request(req, Duration::from_secs(30))? {
+            Response::Spawned { pid } => Ok(pid),
+            other => Err(VmError::Agent(format!(
+                "unexpected answer to spawn: {other:?}"
+            ))),
+        }
+    }
+
+    pub fn put_file(&mut self, path: &str, contents: &[u8], mode: u32) -> Result<(), VmError> {
+        let req = Request::PutFile {
+            path: path.to_string(),
+            mode,
+            contents: contents.to_vec(),
+        };
+        match self.request(req, Duration::from_secs(120))? {
+            Response::FileWritten => Ok(()),
+            other => Err(VmError::Agent(format!(
+                "unexpected answer to put-file: {other:?}"
+            ))),
+        }
+    }
+
+    pub fn get_file(&mut self, path: &str) -> Result<Vec<u8>, VmError> {
+        match self.request(
+            Request::GetFile {
+                path: path.to_string(),
+            },
+            Duration::from_secs(120),
+        )? {
+            Response::File { contents } => Ok(contents),
+            other => Err(VmError::Agent(format!(
+                "unexpected answer to get-file: {other:?}"
+            ))),
+        }
+    }
+
+    pub fn qmp_status(&mut self) -> Result<String, VmError> {
+        self.qmp
+            .as_mut()
+            .ok_or_else(|| VmError::Qmp("not connected".into()))?
+            .status()
+            .map_err(VmError::Qmp)
+    }
+
+    /// Orderly end: QMP quit, then make sure the process is gone.
+    pub fn shutdown(mut self) -> Result<(), VmError> {
+        self.teardown();
+        Ok(())
+    }
+
+    fn teardown(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if matches!(child.try_wait(), Ok(None)) {
+                if let Some(q) = self.qmp.as_mut() {
+                    let _ = q.quit();
+                }
+                let deadline = Instant::now() + Duration::from_secs(3);
+                while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+        self.agent = None;
+        self.qmp = None;
+        self.console = None;
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.close();
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}

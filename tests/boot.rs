@@ -1,0 +1,99 @@
+//! The pinned 5.10 guest boots, runs commands, has the pinned tools and modules.
+
+mod common;
+
+#[test]
+fn boots_the_pinned_kernel() {
+    let mut vm = common::boot();
+    assert_eq!(vm.kernel_release, "5.10.0-32-cloud-amd64");
+    let out = vm.sh("uname -r").unwrap();
+    assert_eq!(out.trim(), "5.10.0-32-cloud-amd64");
+    eprintln!("booted in {:?} under {}", vm.boot_time, vm.accel());
+}
+
+#[test]
+fn pinned_tool_versions() {
+    let mut vm = common::boot();
+    let mut versions = String::new();
+    for cmd in [
+        "iptables-legacy --version",
+        "iptables-nft --version",
+        "iptables --version",
+        "nft --version",
+        "ipvsadm --version",
+        "iperf3 --version | head -1",
+        "ipset --version",
+        "conntrack --version",
+        "ip -V",
+    ] {
+        let out = vm.sh(&format!("{cmd} 2>&1")).unwrap();
+        // iperf3 prints the build's uname: keep only the version words.
+        let first = out.lines().next().unwrap_or("").to_string();
+        let first = if cmd.starts_with("iperf3") {
+            first
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")
+        } else {
+            first
+        };
+        versions.push_str(&format!("{cmd}: {first}\n"));
+    }
+    insta::assert_snapshot!(versions);
+}
+
+#[test]
+fn netfilter_and_bpf_modules_load() {
+    let mut vm = common::boot();
+    let modules = [
+        "nf_tables",
+        "nft_chain_nat",
+        "ip_tables",
+        "iptable_nat",
+        "iptable_filter",
+        "xt_statistic",
+        "ip_vs",
+        "ip_vs_rr",
+        "veth",
+        "sch_ingress",
+        "cls_bpf",
+    ];
+    for m in modules {
+        let r = vm.exec(&["modprobe", m]).unwrap();
+        assert_eq!(
+            r.exit_code,
+            Some(0),
+            "modprobe {m}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+    }
+    let loaded = vm.sh("cat /proc/modules").unwrap();
+    for m in modules {
+        assert!(
+            loaded.lines().any(|l| l.starts_with(&format!("{m} "))),
+            "{m} not in /proc/modules"
+        );
+    }
+}
+
+#[test]
+fn exec_reports_exit_code_stdin_and_guest_time() {
+    let mut vm = common::boot();
+    let r = vm
+        .exec_request(rulebench::vm::ExecRequest {
+            argv: vec!["sh".into(), "-c".into(), "cat; echo err >&2; exit 3".into()],
+            stdin: b"hello".to_vec(),
+            timeout_ms: 10_000,
+            env: vec![],
+        })
+        .unwrap();
+    assert_eq!(r.exit_code, Some(3));
+    assert_eq!(r.stdout, b"hello");
+    assert_eq!(r.stderr, b"err\n");
+    assert!(r.elapsed_ns > 0);
+    vm.put_file("/tmp/x/y.txt", b"payload", 0o600).unwrap();
+    assert_eq!(vm.get_file("/tmp/x/y.txt").unwrap(), b"payload");
+    assert_eq!(vm.sh("stat -c %a /tmp/x/y.txt").unwrap().trim(), "600");
+    assert_eq!(vm.qmp_status().unwrap(), "running");
+}

@@ -1,0 +1,87 @@
+//! Failure paths: panics, hangs and bad inputs become clear errors, and no
+//! QEMU process survives its test.
+
+mod common;
+
+use rulebench::image::LockFile;
+use rulebench::vm::VmError;
+use std::time::{Duration, Instant};
+
+#[test]
+fn guest_panic_is_a_clear_error_fast() {
+    let mut vm = common::boot();
+    let started = Instant::now();
+    let err = vm
+        .exec(&["sh", "-c", "echo c > /proc/sysrq-trigger"])
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(err, VmError::GuestPanic { .. } | VmError::QemuExited { .. }),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("sysrq") || msg.contains("panic"),
+        "error should quote the console: {msg}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "panic detection took {elapsed:?}"
+    );
+    drop(vm);
+    assert!(
+        common::own_qemu_children().is_empty(),
+        "QEMU left running after a panic"
+    );
+}
+
+#[test]
+fn command_timeout_is_an_error_and_the_vm_stays_usable() {
+    let mut vm = common::boot();
+    let err = vm
+        .exec_request(rulebench::vm::ExecRequest {
+            argv: vec!["sleep".into(), "30".into()],
+            stdin: vec![],
+            timeout_ms: 500,
+            env: vec![],
+        })
+        .unwrap_err();
+    assert!(matches!(err, VmError::CommandTimeout { .. }), "{err}");
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert_eq!(vm.sh("echo still-alive").unwrap().trim(), "still-alive");
+}
+
+#[test]
+fn tampered_lock_hash_is_refused_naming_the_package() {
+    let path = rulebench::image::lock_path(None);
+    let mut lock = LockFile::load(&path).unwrap();
+    let pkg = lock
+        .packages
+        .iter_mut()
+        .find(|p| p.name == "iptables")
+        .expect("iptables locked");
+    pkg.sha256 = "0".repeat(64);
+    let err = rulebench::image::build(&lock, true).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("iptables") && msg.contains("sha256 mismatch"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn no_qemu_survives_a_panicking_test() {
+    let result = std::panic::catch_unwind(|| {
+        let _vm = common::boot();
+        assert!(
+            !common::own_qemu_children().is_empty(),
+            "expected our QEMU to run"
+        );
+        panic!("deliberate test panic");
+    });
+    assert!(result.is_err());
+    assert!(
+        common::own_qemu_children().is_empty(),
+        "QEMU left running after a test panic"
+    );
+}
