@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::Instant;
 
 /// Bump when the builder's output for the same inputs changes.
-const BUILDER_VERSION: &str = "1";
+const BUILDER_VERSION: &str = "2";
 pub const CACHE_ENV: &str = "RULEBENCH_CACHE";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -358,6 +358,32 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// Whether `build` would be answered from the cache.
+pub fn is_cached(lock: &LockFile) -> bool {
+    let Ok(agent_path) = agent::agent_binary(true) else {
+        return false;
+    };
+    let Ok(agent_bytes) = std::fs::read(agent_path) else {
+        return false;
+    };
+    read_manifest(&image_dir(lock, &agent_bytes).join("manifest.json")).is_some()
+}
+
+fn image_dir(lock: &LockFile, agent_bytes: &[u8]) -> PathBuf {
+    let key = sha256_hex(
+        format!(
+            "{}\n{}\n{}",
+            lock.to_toml(),
+            sha256_hex(agent_bytes),
+            BUILDER_VERSION
+        )
+        .as_bytes(),
+    );
+    cache_root()
+        .join("images")
+        .join(format!("{}-{}", lock.image.name, &key[..16]))
+}
+
 /// Build (or fetch from cache) the image described by a lock file.
 pub fn build(lock: &LockFile, quiet: bool) -> Result<BuiltImage> {
     let spec = &lock.image;
@@ -414,7 +440,19 @@ pub fn build(lock: &LockFile, quiet: bool) -> Result<BuiltImage> {
     }
     add_own_files(spec, root.path(), &agent_bytes)?;
     run_depmod(root.path(), &spec.kernel_release)?;
-    let entries = collect_entries(root.path())?;
+    let mut entries = collect_entries(root.path())?;
+    // Rust's runtime aborts when fds 0-2 are closed and /dev/null is missing,
+    // so the device nodes exist before devtmpfs is mounted over /dev.
+    entries.push(Entry {
+        path: "dev/console".into(),
+        mode: 0o600,
+        kind: EntryKind::CharDev(5, 1),
+    });
+    entries.push(Entry {
+        path: "dev/null".into(),
+        mode: 0o666,
+        kind: EntryKind::CharDev(1, 3),
+    });
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
     cpio::write_archive(&mut gz, entries)?;
     let initramfs = gz.finish()?;

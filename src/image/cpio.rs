@@ -8,6 +8,8 @@ pub enum EntryKind {
     Dir,
     File(Vec<u8>),
     Symlink(String),
+    /// Character device (major, minor), e.g. /dev/console before devtmpfs.
+    CharDev(u32, u32),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +23,7 @@ pub struct Entry {
 const S_IFDIR: u32 = 0o040000;
 const S_IFREG: u32 = 0o100000;
 const S_IFLNK: u32 = 0o120000;
+const S_IFCHR: u32 = 0o020000;
 
 fn header<W: Write>(
     w: &mut W,
@@ -35,8 +38,8 @@ fn header<W: Write>(
     // rdevmajor, rdevminor, namesize, check
     write!(
         w,
-        "070701{ino:08x}{mode:08x}{:08x}{:08x}{nlink:08x}{:08x}{size:08x}{:08x}{:08x}{:08x}{:08x}{name_size:08x}{:08x}",
-        0, 0, 0, 0, 0, 0, 0, 0
+        "070701{ino:08x}{mode:08x}{:08x}{:08x}{nlink:08x}{:08x}{size:08x}{:08x}{:08x}{rmaj:08x}{rmin:08x}{name_size:08x}{:08x}",
+        0, 0, 0, 0, 0, 0
     )?;
     w.write_all(name.as_bytes())?;
     w.write_all(&[0])?;
@@ -62,6 +65,17 @@ pub fn write_archive<W: Write>(w: &mut W, mut entries: Vec<Entry>) -> io::Result
                 w.write_all(data)?;
                 pad(w, data.len())?;
             }
+            EntryKind::CharDev(major, minor) => write_header(
+                w,
+                &Header {
+                    ino,
+                    mode: S_IFCHR | perm,
+                    nlink: 1,
+                    size: 0,
+                    rdev: (*major, *minor),
+                    name: &e.path,
+                },
+            )?,
             EntryKind::Symlink(target) => {
                 header(w, ino, S_IFLNK | 0o777, 1, target.len() as u32, &e.path)?;
                 w.write_all(target.as_bytes())?;
