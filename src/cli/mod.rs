@@ -1,5 +1,6 @@
 //! The `rulebench` command line.
 
+mod bench_cmd;
 mod image_cmd;
 mod vm_cmd;
 
@@ -24,6 +25,8 @@ enum Command {
     /// Boot guests and run commands in them.
     #[command(subcommand)]
     Vm(vm_cmd::VmCommand),
+    /// Run the measurements and write results (the job behind `make bench`).
+    Bench(bench_cmd::BenchArgs),
 }
 
 pub fn main() -> anyhow::Result<()> {
@@ -31,5 +34,6 @@ pub fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Image(cmd) => image_cmd::run(cmd),
         Command::Vm(cmd) => vm_cmd::run(cmd),
+        Command::Bench(args) => bench_cmd::run(args),
     }
 }

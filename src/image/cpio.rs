@@ -25,6 +25,15 @@ const S_IFREG: u32 = 0o100000;
 const S_IFLNK: u32 = 0o120000;
 const S_IFCHR: u32 = 0o020000;
 
+struct Header<'a> {
+    ino: u32,
+    mode: u32,
+    nlink: u32,
+    size: u32,
+    rdev: (u32, u32),
+    name: &'a str,
+}
+
 fn header<W: Write>(
     w: &mut W,
     ino: u32,
@@ -33,6 +42,22 @@ fn header<W: Write>(
     size: u32,
     name: &str,
 ) -> io::Result<()> {
+    write_header(
+        w,
+        &Header {
+            ino,
+            mode,
+            nlink,
+            size,
+            rdev: (0, 0),
+            name,
+        },
+    )
+}
+
+fn write_header<W: Write>(w: &mut W, h: &Header) -> io::Result<()> {
+    let (rmaj, rmin) = h.rdev;
+    let (ino, mode, nlink, size, name) = (h.ino, h.mode, h.nlink, h.size, h.name);
     let name_size = name.len() as u32 + 1;
     // magic, ino, mode, uid, gid, nlink, mtime, filesize, devmajor, devminor,
     // rdevmajor, rdevminor, namesize, check
