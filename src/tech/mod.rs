@@ -1,0 +1,243 @@
+//! Renderers: one file per technology turning the workload model into the
+//! guest commands ([`Step`]s) that load it, update it, dump it and clean
+//! it away. Everything here is pure; the VM side runs the steps.
+//!
+//! The dispatcher functions below are what the VM side calls.
+
+pub mod hash;
+pub mod iptables;
+pub mod iptables_layout;
+pub mod iptables_nft;
+pub mod ipvs;
+pub mod nftables;
+pub mod nftables_firewall;
+pub mod normalize;
+pub mod step;
+
+use std::fmt;
+use std::str::FromStr;
+
+pub use step::Step;
+
+use crate::workload::{Firewall, Services, UpdateError, UpdateOp, Workload};
+
+/// A technology under test. `NftablesLinear` is the one-rule-per-rule
+/// nftables firewall layout; `Nftables` means kube-proxy's nftables layout
+/// for services and the set-based layout for firewalls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Tech {
+    IptablesLegacy,
+    IptablesNft,
+    Nftables,
+    NftablesLinear,
+    Ipvs,
+}
+
+impl Tech {
+    pub const ALL: [Tech; 5] = [
+        Tech::IptablesLegacy,
+        Tech::IptablesNft,
+        Tech::Nftables,
+        Tech::NftablesLinear,
+        Tech::Ipvs,
+    ];
+
+    pub fn all() -> &'static [Tech] {
+        &Self::ALL
+    }
+
+    /// Technologies that can load-balance services.
+    pub fn for_services() -> &'static [Tech] {
+        &[
+            Tech::IptablesLegacy,
+            Tech::IptablesNft,
+            Tech::Nftables,
+            Tech::Ipvs,
+        ]
+    }
+
+    /// Technologies (and layouts) that can filter.
+    pub fn for_firewall() -> &'static [Tech] {
+        &[
+            Tech::IptablesLegacy,
+            Tech::IptablesNft,
+            Tech::Nftables,
+            Tech::NftablesLinear,
+        ]
+    }
+
+    pub fn for_workload(w: &Workload) -> &'static [Tech] {
+        match w {
+            Workload::Services(_) => Self::for_services(),
+            Workload::Firewall(_) => Self::for_firewall(),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tech::IptablesLegacy => "iptables-legacy",
+            Tech::IptablesNft => "iptables-nft",
+            Tech::Nftables => "nftables",
+            Tech::NftablesLinear => "nftables-linear",
+            Tech::Ipvs => "ipvs",
+        }
+    }
+}
+
+impl fmt::Display for Tech {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Tech {
+    type Err = TechError;
+    fn from_str(s: &str) -> Result<Tech, TechError> {
+        Tech::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| TechError::UnknownTech(s.to_string()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TechError {
+    #[error("{tech} cannot render a {family} workload: {reason}")]
+    Unsupported {
+        tech: Tech,
+        family: &'static str,
+        reason: &'static str,
+    },
+    #[error("{tech}: {source}")]
+    Update {
+        tech: Tech,
+        #[source]
+        source: UpdateError,
+    },
+    #[error("unknown technology {0:?} (expected iptables-legacy, iptables-nft, nftables, nftables-linear or ipvs)")]
+    UnknownTech(String),
+}
+
+fn unsupported(tech: Tech, family: &'static str, reason: &'static str) -> TechError {
+    TechError::Unsupported {
+        tech,
+        family,
+        reason,
+    }
+}
+
+/// Steps that atomically (IPVS: as nearly as the tools allow) replace this
+/// technology's state with the given services.
+pub fn render_services(tech: Tech, services: &Services) -> Result<Vec<Step>, TechError> {
+    match tech {
+        Tech::IptablesLegacy => Ok(iptables::render_services(services)),
+        Tech::IptablesNft => Ok(iptables_nft::render_services(services)),
+        Tech::Nftables => Ok(nftables::render_services(services)),
+        Tech::NftablesLinear => Err(unsupported(
+            tech,
+            "services",
+            "nftables-linear is a firewall layout; services use the nftables (kube-proxy) layout",
+        )),
+        Tech::Ipvs => Ok(ipvs::render_services(services)),
+    }
+}
+
+/// Steps that atomically replace this technology's filter state.
+pub fn render_firewall(tech: Tech, fw: &Firewall) -> Result<Vec<Step>, TechError> {
+    match tech {
+        Tech::IptablesLegacy => Ok(iptables::render_firewall(fw)),
+        Tech::IptablesNft => Ok(iptables_nft::render_firewall(fw)),
+        Tech::Nftables => Ok(nftables::render_firewall(fw)),
+        Tech::NftablesLinear => Ok(nftables::render_firewall_linear(fw)),
+        Tech::Ipvs => Err(unsupported(tech, "firewall", ipvs::UNSUPPORTED_FIREWALL)),
+    }
+}
+
+pub fn render_workload(tech: Tech, w: &Workload) -> Result<Vec<Step>, TechError> {
+    match w {
+        Workload::Services(s) => render_services(tech, s),
+        Workload::Firewall(f) => render_firewall(tech, f),
+    }
+}
+
+/// Incremental steps taking the guest from `before` to `before + op`.
+/// The op is checked against the model first, so a bad op is an error
+/// here rather than a half-applied change in the guest.
+pub fn render_services_update(
+    tech: Tech,
+    before: &Services,
+    op: &UpdateOp,
+) -> Result<Vec<Step>, TechError> {
+    before
+        .clone()
+        .apply(op)
+        .map_err(|source| TechError::Update { tech, source })?;
+    match tech {
+        Tech::IptablesLegacy => Ok(iptables::render_services_update(before, op)),
+        Tech::IptablesNft => Ok(iptables_nft::render_services_update(before, op)),
+        Tech::Nftables => Ok(nftables::render_services_update(before, op)),
+        Tech::NftablesLinear => render_services(tech, before),
+        Tech::Ipvs => Ok(ipvs::render_services_update(before, op)),
+    }
+}
+
+pub fn render_firewall_update(
+    tech: Tech,
+    before: &Firewall,
+    op: &UpdateOp,
+) -> Result<Vec<Step>, TechError> {
+    before
+        .clone()
+        .apply(op)
+        .map_err(|source| TechError::Update { tech, source })?;
+    match tech {
+        Tech::IptablesLegacy => Ok(iptables::render_firewall_update(before, op)),
+        Tech::IptablesNft => Ok(iptables_nft::render_firewall_update(before, op)),
+        Tech::Nftables => Ok(nftables::render_firewall_update(before, op)),
+        Tech::NftablesLinear => Ok(nftables::render_firewall_linear_update(before, op)),
+        Tech::Ipvs => render_firewall(tech, before),
+    }
+}
+
+pub fn render_update(tech: Tech, before: &Workload, op: &UpdateOp) -> Result<Vec<Step>, TechError> {
+    match before {
+        Workload::Services(s) => render_services_update(tech, s, op),
+        Workload::Firewall(f) => render_firewall_update(tech, f, op),
+    }
+}
+
+/// Commands whose stdout, passed in order to [`normalize`], is the
+/// technology's state.
+pub fn dump_commands(tech: Tech) -> Vec<Step> {
+    match tech {
+        Tech::IptablesLegacy => iptables::dump_commands(),
+        Tech::IptablesNft => iptables_nft::dump_commands(),
+        Tech::Nftables | Tech::NftablesLinear => nftables::dump_commands(),
+        Tech::Ipvs => ipvs::dump_commands(),
+    }
+}
+
+/// Normalizes the stdout of each [`dump_commands`] step (same order).
+pub fn normalize(tech: Tech, outputs: &[String]) -> String {
+    let first = outputs.first().map(String::as_str).unwrap_or("");
+    match tech {
+        Tech::IptablesLegacy => iptables::normalize(first),
+        Tech::IptablesNft => iptables_nft::normalize(first),
+        Tech::Nftables | Tech::NftablesLinear => nftables::normalize(first),
+        Tech::Ipvs => ipvs::normalize(outputs),
+    }
+}
+
+/// Steps returning the guest to a clean state for this technology; safe
+/// to run when nothing was loaded.
+pub fn reset_steps(tech: Tech) -> Vec<Step> {
+    match tech {
+        Tech::IptablesLegacy => iptables::reset_steps(),
+        Tech::IptablesNft => iptables_nft::reset_steps(),
+        Tech::Nftables | Tech::NftablesLinear => nftables::reset_steps(),
+        Tech::Ipvs => ipvs::reset_steps(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
