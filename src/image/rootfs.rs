@@ -49,11 +49,7 @@ fn resolve_link(link: &Path, target: &str) -> Option<PathBuf> {
     for c in base.join(target.trim_start_matches('/')).components() {
         match c {
             Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                if !out.pop() {
-                    return None;
-                }
-            }
+            Component::ParentDir if !out.pop() => return None,
             _ => {}
         }
     }
