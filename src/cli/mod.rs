@@ -1,7 +1,11 @@
 //! The `rulebench` command line.
 
+mod apply_cmd;
 mod bench_cmd;
+mod compare_cmd;
 mod image_cmd;
+mod render_cmd;
+mod report_cmd;
 mod vm_cmd;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +31,14 @@ enum Command {
     Vm(vm_cmd::VmCommand),
     /// Run the measurements and write results (the job behind `make bench`).
     Bench(bench_cmd::BenchArgs),
+    /// Print what would be pushed for a technology and workload (no VM).
+    Render(render_cmd::RenderArgs),
+    /// Load a workload into a fresh guest; print the normalized dump and probe summary.
+    Apply(apply_cmd::ApplyArgs),
+    /// Compare two results files; exit 1 on a significant regression.
+    Compare(compare_cmd::CompareArgs),
+    /// Write the markdown + SVG report of a results file.
+    Report(report_cmd::ReportArgs),
 }
 
 pub fn main() -> anyhow::Result<()> {
@@ -35,5 +47,9 @@ pub fn main() -> anyhow::Result<()> {
         Command::Image(cmd) => image_cmd::run(cmd),
         Command::Vm(cmd) => vm_cmd::run(cmd),
         Command::Bench(args) => bench_cmd::run(args),
+        Command::Render(args) => render_cmd::run(args),
+        Command::Apply(args) => apply_cmd::run(args),
+        Command::Compare(args) => compare_cmd::run(args),
+        Command::Report(args) => report_cmd::run(args),
     }
 }

@@ -1,0 +1,75 @@
+//! Runs rendered [`Step`]s in a guest through the agent — the one place
+//! where renderer output meets the VM. Timing is guest-side (monotonic).
+
+use crate::tech::{Step, Tech};
+use crate::vm::{ExecRequest, Vm, VmError};
+
+/// Per-step guest timeout: a 100k-rule load under TCG takes minutes.
+pub const STEP_TIMEOUT_MS: u64 = 30 * 60 * 1000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepOutcome {
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// Guest-side time the command took.
+    pub elapsed_ns: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("{tech}: `{step}` failed (exit {exit:?}): {message}")]
+    Failed {
+        tech: Tech,
+        step: String,
+        exit: Option<i32>,
+        /// The tool's own error output (it names the offending line).
+        message: String,
+    },
+    #[error("{tech}: guest failure while running `{step}`: {source}")]
+    Vm {
+        tech: Tech,
+        step: String,
+        source: VmError,
+    },
+}
+
+pub fn run_step(vm: &mut Vm, tech: Tech, step: &Step) -> Result<StepOutcome, StepError> {
+    let r = vm
+        .exec_request(ExecRequest {
+            argv: step.argv.clone(),
+            stdin: step.stdin.as_bytes().to_vec(),
+            timeout_ms: STEP_TIMEOUT_MS,
+            env: Vec::new(),
+        })
+        .map_err(|source| StepError::Vm {
+            tech,
+            step: step.display(),
+            source,
+        })?;
+    let outcome = StepOutcome {
+        exit_code: r.exit_code,
+        stdout: String::from_utf8_lossy(&r.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&r.stderr).into_owned(),
+        elapsed_ns: r.elapsed_ns,
+    };
+    if outcome.exit_code != Some(0) && !step.tolerate_failure {
+        return Err(StepError::Failed {
+            tech,
+            step: step.display(),
+            exit: outcome.exit_code,
+            message: outcome.stderr.trim().to_string(),
+        });
+    }
+    Ok(outcome)
+}
+
+/// Run steps in order, stopping at the first failure.
+pub fn run_steps(vm: &mut Vm, tech: Tech, steps: &[Step]) -> Result<Vec<StepOutcome>, StepError> {
+    steps.iter().map(|s| run_step(vm, tech, s)).collect()
+}
+
+/// Total guest-side time of a sequence of outcomes.
+pub fn total_ns(outcomes: &[StepOutcome]) -> u64 {
+    outcomes.iter().map(|o| o.elapsed_ns).sum()
+}
