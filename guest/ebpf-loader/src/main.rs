@@ -1,0 +1,1 @@
+fn main() { eprintln!("rulebench-ebpf: not implemented yet"); std::process::exit(2) }
