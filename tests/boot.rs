@@ -3,12 +3,34 @@
 mod common;
 
 #[test]
-fn boots_the_pinned_kernel() {
-    let mut vm = common::boot();
+fn cold_boots_the_pinned_kernel() {
+    let mut vm = common::boot_with(&rulebench::vm::VmOptions {
+        snapshot: false,
+        ..Default::default()
+    });
+    assert!(
+        vm.console_log().contains(rulebench_proto::READY_MARKER),
+        "the boot log kept on the host lacks the agent's ready line:\n{}",
+        vm.console_log()
+    );
     assert_eq!(vm.kernel_release, "5.10.0-32-cloud-amd64");
     let out = vm.sh("uname -r").unwrap();
     assert_eq!(out.trim(), "5.10.0-32-cloud-amd64");
-    eprintln!("booted in {:?} under {}", vm.boot_time, vm.accel());
+    eprintln!("cold boot took {:?} under {}", vm.boot_time, vm.accel());
+}
+
+#[test]
+fn restored_guests_are_independent() {
+    let mut a = common::boot();
+    let mut b = common::boot();
+    eprintln!("restores took {:?} and {:?}", a.boot_time, b.boot_time);
+    assert_eq!(a.sh("uname -r").unwrap().trim(), "5.10.0-32-cloud-amd64");
+    // Each restored guest gets fresh entropy and its own state.
+    let ra = a.sh("head -c 16 /dev/urandom | md5sum").unwrap();
+    let rb = b.sh("head -c 16 /dev/urandom | md5sum").unwrap();
+    assert_ne!(ra, rb, "restored guests share their RNG stream");
+    a.sh("touch /tmp/only-in-a").unwrap();
+    assert!(b.exec(&["test", "-e", "/tmp/only-in-a"]).unwrap().exit_code != Some(0));
 }
 
 #[test]

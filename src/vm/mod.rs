@@ -7,6 +7,7 @@ pub mod channel;
 pub mod console;
 pub mod process;
 pub mod qmp;
+pub mod snapshot;
 
 pub use argv::Accel;
 pub use rulebench_proto::{ExecRequest, ExecResult};
@@ -21,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BOOT_TIMEOUT_ENV: &str = "RULEBENCH_BOOT_TIMEOUT";
+pub const SNAPSHOT_ENV: &str = "RULEBENCH_SNAPSHOT";
 const CONSOLE_TAIL: usize = 40;
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +74,9 @@ pub struct VmOptions {
     pub extra_cmdline: String,
     /// Boot this bzImage instead of the image's kernel (custom kernels).
     pub kernel: Option<PathBuf>,
+    /// Restore a saved booted guest instead of cold-booting (much faster
+    /// under TCG). `RULEBENCH_SNAPSHOT=0` turns it off.
+    pub snapshot: bool,
 }
 
 impl Default for VmOptions {
@@ -87,6 +92,9 @@ impl Default for VmOptions {
             boot_timeout: Duration::from_secs(boot_secs),
             extra_cmdline: String::new(),
             kernel: None,
+            snapshot: std::env::var(SNAPSHOT_ENV)
+                .map(|v| v != "0")
+                .unwrap_or(true),
         }
     }
 }
@@ -136,26 +144,48 @@ fn wait_for_socket(
 }
 
 impl Vm {
+    /// Boot a guest: restored from a saved snapshot of a booted guest when
+    /// `opts.snapshot` (created on first use), else a cold boot.
     pub fn boot(image: &BuiltImage, opts: &VmOptions) -> Result<Vm, VmError> {
         let kernel = opts.kernel.clone().unwrap_or_else(|| image.kernel.clone());
         let accel = match opts.accel {
             Some(a) => a,
             None => accel::resolve(&kernel, &crate::image::cache_root())?,
         };
-        let dir = tempfile::Builder::new()
-            .prefix("rulebench-vm-")
-            .tempdir()
-            .map_err(VmError::TempDir)?;
-        let cfg = argv::QemuConfig {
+        let template = argv::QemuConfig {
             accel,
             memory_mb: opts.memory_mb,
             smp: opts.smp,
             kernel,
             initrd: Some(image.initramfs.clone()),
             cmdline: argv::kernel_cmdline(&format!("{} {}", image.cmdline, opts.extra_cmdline)),
-            socket_dir: dir.path().to_path_buf(),
+            socket_dir: PathBuf::new(),
         };
-        let argv = argv::qemu_argv(&cfg, PORT_NAME);
+        if opts.snapshot {
+            let state = snapshot::ensure(image, &template, opts)?;
+            match Self::restore(&template, &state, opts) {
+                Ok(vm) => return Ok(vm),
+                Err(e) => {
+                    // A stale or incompatible state file must not break the run.
+                    eprintln!("rulebench: snapshot restore failed ({e}); cold-booting instead");
+                    let _ = std::fs::remove_file(&state);
+                }
+            }
+        }
+        Self::cold_boot(&template, opts)
+    }
+
+    fn start_qemu(template: &argv::QemuConfig, extra: &[&str]) -> Result<(Vm, Instant), VmError> {
+        let dir = tempfile::Builder::new()
+            .prefix("rulebench-vm-")
+            .tempdir()
+            .map_err(VmError::TempDir)?;
+        let cfg = argv::QemuConfig {
+            socket_dir: dir.path().to_path_buf(),
+            ..template.clone()
+        };
+        let mut argv = argv::qemu_argv(&cfg, PORT_NAME);
+        argv.extend(extra.iter().map(|s| s.to_string()));
         let started = Instant::now();
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..])
@@ -167,25 +197,66 @@ impl Vm {
             argv0: argv[0].clone(),
             source,
         })?;
-        let mut vm = Vm {
+        let vm = Vm {
             child: Some(child),
             console: None,
             qmp: None,
             agent: None,
             dir: Some(dir),
-            accel,
+            accel: template.accel,
             boot_time: Duration::ZERO,
             kernel_release: String::new(),
         };
+        Ok((vm, started))
+    }
+
+    pub(crate) fn cold_boot(template: &argv::QemuConfig, opts: &VmOptions) -> Result<Vm, VmError> {
+        let (mut vm, started) = Self::start_qemu(template, &[])?;
         vm.attach(opts.boot_timeout, started)?;
         Ok(vm)
+    }
+
+    fn restore(template: &argv::QemuConfig, state: &Path, opts: &VmOptions) -> Result<Vm, VmError> {
+        let (mut vm, started) = Self::start_qemu(template, &["-incoming", "defer"])?;
+        vm.connect_console_and_qmp()?;
+        let qmp = vm.qmp.as_mut().expect("qmp connected");
+        let uri = format!("exec:cat {}", shell_quote(&state.display().to_string()));
+        qmp.migrate_incoming(&uri).map_err(VmError::Qmp)?;
+        qmp.wait_migration(opts.boot_timeout)
+            .map_err(VmError::Qmp)?;
+        qmp.cont().map_err(VmError::Qmp)?;
+        vm.connect_agent()?;
+        // Every restored guest starts from the same RNG state: stir in host entropy.
+        let mut seed = [0u8; 64];
+        if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+            use std::io::Read;
+            let _ = f.read_exact(&mut seed);
+        }
+        vm.put_file("/dev/urandom", &seed, 0o666)?;
+        vm.boot_time = started.elapsed();
+        Ok(vm)
+    }
+
+    /// Save the running guest's full state into `path` and stop QEMU.
+    pub(crate) fn save_state(mut self, path: &Path) -> Result<(), VmError> {
+        let qmp = self
+            .qmp
+            .as_mut()
+            .ok_or_else(|| VmError::Qmp("not connected".into()))?;
+        qmp.stop().map_err(VmError::Qmp)?;
+        let uri = format!("exec:cat > {}", shell_quote(&path.display().to_string()));
+        qmp.migrate(&uri).map_err(VmError::Qmp)?;
+        qmp.wait_migration(Duration::from_secs(300))
+            .map_err(VmError::Qmp)?;
+        self.teardown();
+        Ok(())
     }
 
     fn socket(&self, name: &str) -> PathBuf {
         self.dir.as_ref().expect("vm dir").path().join(name)
     }
 
-    fn attach(&mut self, boot_timeout: Duration, started: Instant) -> Result<(), VmError> {
+    fn connect_console_and_qmp(&mut self) -> Result<(), VmError> {
         let path = self.socket(argv::CONSOLE_SOCKET);
         let child = self.child.as_mut().expect("child");
         let console = wait_for_socket(&path, child, Duration::from_secs(10))?;
@@ -200,6 +271,27 @@ impl Vm {
         let child = self.child.as_mut().expect("child");
         let qmp_stream = wait_for_socket(&path, child, Duration::from_secs(10))?;
         self.qmp = Some(qmp::QmpClient::connect(qmp_stream).map_err(VmError::Qmp)?);
+        Ok(())
+    }
+
+    fn connect_agent(&mut self) -> Result<(), VmError> {
+        let path = self.socket(argv::AGENT_SOCKET);
+        let child = self.child.as_mut().expect("child");
+        let agent = wait_for_socket(&path, child, Duration::from_secs(10))?;
+        self.agent = Some(AgentChannel::new(agent).map_err(|e| VmError::Agent(e.to_string()))?);
+        match self.request(Request::Ping, Duration::from_secs(30))? {
+            Response::Pong { kernel_release, .. } => self.kernel_release = kernel_release,
+            other => {
+                return Err(VmError::Agent(format!(
+                    "unexpected answer to ping: {other:?}"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn attach(&mut self, boot_timeout: Duration, started: Instant) -> Result<(), VmError> {
+        self.connect_console_and_qmp()?;
         // Wait for the agent's ready line, a panic, or QEMU's exit.
         let deadline = started + boot_timeout;
         loop {
@@ -222,18 +314,7 @@ impl Vm {
                 });
             }
         }
-        let path = self.socket(argv::AGENT_SOCKET);
-        let child = self.child.as_mut().expect("child");
-        let agent = wait_for_socket(&path, child, Duration::from_secs(10))?;
-        self.agent = Some(AgentChannel::new(agent).map_err(|e| VmError::Agent(e.to_string()))?);
-        match self.request(Request::Ping, Duration::from_secs(30))? {
-            Response::Pong { kernel_release, .. } => self.kernel_release = kernel_release,
-            other => {
-                return Err(VmError::Agent(format!(
-                    "unexpected answer to ping: {other:?}"
-                )))
-            }
-        }
+        self.connect_agent()?;
         self.boot_time = started.elapsed();
         Ok(())
     }
@@ -460,4 +541,9 @@ impl Drop for Vm {
     fn drop(&mut self) {
         self.teardown();
     }
+}
+
+/// Quote for the `sh -c` QEMU uses to run `exec:` migration commands.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
 }
