@@ -5,7 +5,7 @@ IMAGE ?= bullseye-5.10
 RULEBENCH := target/release/rulebench
 DEB_PACKAGES := qemu-system-x86 cpio dpkg apt debian-archive-keyring ca-certificates
 
-.PHONY: deps test bench image build clean-cache
+.PHONY: deps test test-matrix bench image build clean-cache
 
 ## Install what is missing on a Debian/Ubuntu host (run as root).
 deps:
@@ -30,6 +30,13 @@ image: deps build
 ## The test suite: unit tests and real guests (small N), under KVM or TCG.
 test: deps
 	$(CARGO) nextest run --workspace --locked
+
+MATRIX_IMAGES ?= bullseye-5.10 bookworm-6.1-bullseye-userland trixie-6.12-bullseye-userland
+## The whole suite once per kernel (same bullseye userland, only the kernel differs).
+test-matrix: deps
+	@set -e; for img in $(MATRIX_IMAGES); do \
+	  echo "=== $$img"; RULEBENCH_IMAGE=$$img $(CARGO) nextest run --workspace --locked; \
+	done
 
 ## The comparison: build the image, run the measurements, write the report.
 bench: deps build

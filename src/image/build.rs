@@ -82,28 +82,33 @@ impl CacheLock {
     }
 }
 
-/// Lazily created private apt for one suite (only needed on a cache miss).
+/// Lazily created private apts, one per suite (only needed on a cache miss).
 struct Fetcher {
     cache: PathBuf,
-    suite: String,
-    apt: Option<PrivateApt>,
+    apts: BTreeMap<String, PrivateApt>,
 }
 
 impl Fetcher {
-    fn apt(&mut self) -> Result<&PrivateApt> {
-        if self.apt.is_none() {
-            let mirror = mirror::host_mirror()?;
-            let dir = self.cache.join("apt").join(&self.suite);
-            self.apt = Some(
-                PrivateApt::new(&dir, &mirror, &self.suite)
-                    .with_context(|| format!("preparing apt for suite {}", self.suite))?,
-            );
+    fn new(cache: PathBuf) -> Self {
+        Fetcher {
+            cache,
+            apts: BTreeMap::new(),
         }
-        Ok(self.apt.as_ref().expect("just set"))
     }
 
-    /// The cached .deb of `name=version`, downloading it if absent.
-    fn fetch(&mut self, name: &str, version: &str) -> Result<PathBuf> {
+    fn apt(&mut self, suite: &str) -> Result<&PrivateApt> {
+        if !self.apts.contains_key(suite) {
+            let mirror = mirror::host_mirror()?;
+            let dir = self.cache.join("apt").join(suite);
+            let apt = PrivateApt::new(&dir, &mirror, suite)
+                .with_context(|| format!("preparing apt for suite {suite}"))?;
+            self.apts.insert(suite.to_string(), apt);
+        }
+        Ok(&self.apts[suite])
+    }
+
+    /// The cached .deb of `name=version` from `suite`, downloading it if absent.
+    fn fetch(&mut self, suite: &str, name: &str, version: &str) -> Result<PathBuf> {
         let dest = deb_cache_path(&self.cache, name, version);
         if dest.exists() {
             return Ok(dest);
@@ -111,7 +116,7 @@ impl Fetcher {
         let debs = self.cache.join("debs");
         std::fs::create_dir_all(&debs)?;
         let tmp = tempfile::tempdir_in(&debs)?;
-        self.apt()?
+        self.apt(suite)?
             .download(name, version, tmp.path())
             .with_context(|| format!("downloading {name}={version}"))?;
         let file = std::fs::read_dir(tmp.path())?
@@ -128,28 +133,44 @@ impl Fetcher {
 /// contribute kept files (exact version + sha256).
 pub fn lock(spec: &ImageSpec, quiet: bool) -> Result<LockFile> {
     let cache = cache_root();
-    let mut fetcher = Fetcher {
-        cache: cache.clone(),
-        suite: spec.suite.clone(),
-        apt: None,
-    };
+    let mut fetcher = Fetcher::new(cache.clone());
     let mut wanted = spec.packages.clone();
-    wanted.push(spec.kernel_package.clone());
-    let resolved = fetcher
-        .apt()?
+    let kernel_suite = spec.kernel_suite.clone();
+    if kernel_suite.is_none() {
+        wanted.push(spec.kernel_package.clone());
+    }
+    let mut resolved: Vec<(Option<String>, _)> = fetcher
+        .apt(&spec.suite)?
         .resolve(&wanted)
-        .context("resolving the package closure")?;
+        .context("resolving the package closure")?
+        .into_iter()
+        .map(|p| (None, p))
+        .collect();
+    if let Some(ks) = &kernel_suite {
+        // Only the kernel package itself comes from the other suite: the
+        // userland stays that of the image's suite, so only the kernel differs.
+        let kernel = fetcher
+            .apt(ks)?
+            .resolve(std::slice::from_ref(&spec.kernel_package))
+            .with_context(|| format!("resolving {} in {ks}", spec.kernel_package))?
+            .into_iter()
+            .find(|p| p.name == spec.kernel_package)
+            .with_context(|| format!("{} not found in {ks}", spec.kernel_package))?;
+        resolved.push((Some(ks.clone()), kernel));
+    }
     let bar = progress(resolved.len() as u64, quiet, "fetching");
     let mut candidates = Vec::new();
-    for pkg in &resolved {
+    for (suite, pkg) in &resolved {
         bar.set_message(pkg.name.clone());
-        let path = fetcher.fetch(&pkg.name, &pkg.version)?;
+        let from = suite.as_deref().unwrap_or(&spec.suite);
+        let path = fetcher.fetch(from, &pkg.name, &pkg.version)?;
         let sha256 = deb::sha256_file(&path)?;
         candidates.push((
             LockedPackage {
                 name: pkg.name.clone(),
                 version: pkg.version.clone(),
                 sha256,
+                suite: suite.clone(),
             },
             path,
         ));
@@ -188,7 +209,7 @@ fn select(spec: &ImageSpec, staging: &Path) -> Result<BTreeSet<PathBuf>> {
     }
     sel.include("/bin/busybox")?;
     let release = &spec.kernel_release;
-    let modules_dir = PathBuf::from("lib/modules").join(release);
+    let modules_dir = rootfs::modules_base(staging, release);
     let builtin_text = std::fs::read_to_string(staging.join(&modules_dir).join("modules.builtin"))
         .context("reading modules.builtin of the kernel package")?;
     let builtin = rootfs::builtin_modules(&builtin_text);
@@ -418,16 +439,16 @@ pub fn build(lock: &LockFile, quiet: bool) -> Result<BuiltImage> {
         return Ok(image);
     }
     let started = Instant::now();
-    let mut fetcher = Fetcher {
-        cache: cache.clone(),
-        suite: spec.suite.clone(),
-        apt: None,
-    };
+    let mut fetcher = Fetcher::new(cache.clone());
     let bar = progress(lock.packages.len() as u64, quiet, "fetching");
     let staging = tempfile::tempdir().context("creating staging directory")?;
     for pkg in &lock.packages {
         bar.set_message(pkg.name.clone());
-        let path = fetcher.fetch(&pkg.name, &pkg.version)?;
+        let path = fetcher.fetch(
+            pkg.suite.as_deref().unwrap_or(&spec.suite),
+            &pkg.name,
+            &pkg.version,
+        )?;
         deb::verify(&pkg.name, &path, &pkg.sha256)?;
         deb::extract(&path, staging.path())?;
         bar.inc(1);
@@ -437,6 +458,14 @@ pub fn build(lock: &LockFile, quiet: bool) -> Result<BuiltImage> {
     let root = tempfile::tempdir().context("creating rootfs directory")?;
     for rel in &kept {
         copy_into(staging.path(), root.path(), rel)?;
+    }
+    // Newer kernels ship modules under /usr/lib; the bullseye userland's kmod
+    // looks in /lib/modules.
+    let merged = root.path().join("usr/lib/modules");
+    if merged.is_dir() {
+        std::fs::create_dir_all(root.path().join("lib"))?;
+        std::fs::rename(&merged, root.path().join("lib/modules"))
+            .context("moving kernel modules to /lib/modules")?;
     }
     add_own_files(spec, root.path(), &agent_bytes)?;
     run_depmod(root.path(), &spec.kernel_release)?;

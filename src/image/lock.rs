@@ -31,6 +31,10 @@ pub struct ImageSpec {
     pub suite: String,
     /// Kernel image package; its vmlinuz and modules are taken from it.
     pub kernel_package: String,
+    /// Suite the kernel comes from when it differs from the userland's
+    /// (kernel matrix images: newer kernel, same bullseye userland).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_suite: Option<String>,
     pub kernel_release: String,
     /// Packages to resolve (their dependency closure is fetched at lock time;
     /// only packages that contribute kept files end up in the lock).
@@ -59,6 +63,9 @@ pub struct LockedPackage {
     pub name: String,
     pub version: String,
     pub sha256: String,
+    /// Suite to fetch from when not the image's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -141,6 +148,7 @@ mod tests {
                 name: "t".into(),
                 suite: "bullseye".into(),
                 kernel_package: "linux-image-x".into(),
+                kernel_suite: None,
                 kernel_release: "5.10.0-x".into(),
                 packages: vec!["iptables".into()],
                 include: vec!["/usr/sbin/iptables".into()],
@@ -154,6 +162,7 @@ mod tests {
                 name: "linux-image-x".into(),
                 version: "1".into(),
                 sha256: "a".repeat(64),
+                suite: None,
             }],
         }
     }

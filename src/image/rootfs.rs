@@ -139,12 +139,52 @@ pub fn module_name(file_stem: &str) -> String {
     file_stem.replace('-', "_")
 }
 
-/// Map module name -> path of its .ko relative to the staging root.
+/// Where a kernel package keeps its modules: `lib/modules/REL` up to
+/// bookworm, `usr/lib/modules/REL` from trixie on (merged /usr).
+pub fn modules_base(staging: &Path, release: &str) -> PathBuf {
+    let classic = PathBuf::from("lib/modules").join(release);
+    if staging.join(&classic).is_dir() {
+        classic
+    } else {
+        PathBuf::from("usr/lib/modules").join(release)
+    }
+}
+
+/// Module file name without its `.ko` / `.ko.xz` / `.ko.zst` suffix.
+pub fn module_stem(file_name: &str) -> Option<&str> {
+    [".ko", ".ko.xz", ".ko.zst"]
+        .iter()
+        .find_map(|suffix| file_name.strip_suffix(suffix))
+}
+
+/// The ELF bytes of a module file, decompressing `.ko.xz`.
+pub fn module_elf(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>, RootfsError> {
+    let name = path.to_string_lossy();
+    let invalid = |kind, msg: String| RootfsError::Io {
+        path: name.to_string(),
+        source: std::io::Error::new(kind, msg),
+    };
+    if name.ends_with(".xz") {
+        let mut out = Vec::new();
+        lzma_rs::xz_decompress(&mut bytes.as_slice(), &mut out)
+            .map_err(|e| invalid(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        Ok(out)
+    } else if name.ends_with(".zst") {
+        Err(invalid(
+            std::io::ErrorKind::Unsupported,
+            "zstd-compressed modules are not supported by the bullseye userland's kmod".into(),
+        ))
+    } else {
+        Ok(bytes)
+    }
+}
+
+/// Map module name -> path of its module file relative to the staging root.
 pub fn index_modules(
     staging: &Path,
     release: &str,
 ) -> Result<BTreeMap<String, PathBuf>, RootfsError> {
-    let base = PathBuf::from("lib/modules").join(release).join("kernel");
+    let base = modules_base(staging, release).join("kernel");
     let mut index = BTreeMap::new();
     let mut dirs = vec![base];
     while let Some(dir) = dirs.pop() {
@@ -157,7 +197,7 @@ pub fn index_modules(
             } else if let Some(stem) = rel
                 .file_name()
                 .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".ko"))
+                .and_then(module_stem)
             {
                 index.insert(module_name(stem), rel);
             }
@@ -184,7 +224,7 @@ pub fn module_closure(
             .get(&name)
             .ok_or_else(|| RootfsError::MissingModule(name.clone()))?;
         let full = staging.join(rel);
-        let bytes = std::fs::read(&full).map_err(io_err(&full))?;
+        let bytes = module_elf(&full, std::fs::read(&full).map_err(io_err(&full))?)?;
         queue.extend(elf::module_depends(&bytes).unwrap_or_default());
         out.insert(rel.clone());
     }
@@ -195,7 +235,7 @@ pub fn module_closure(
 pub fn builtin_modules(text: &str) -> BTreeSet<String> {
     text.lines()
         .filter_map(|l| l.rsplit('/').next())
-        .filter_map(|n| n.strip_suffix(".ko"))
+        .filter_map(module_stem)
         .map(module_name)
         .collect()
 }
@@ -225,6 +265,13 @@ mod tests {
             Some(PathBuf::from("bin/kmod"))
         );
         assert_eq!(resolve_link(Path::new("a"), "../../x"), None);
+    }
+
+    #[test]
+    fn compressed_module_names() {
+        assert_eq!(module_stem("nf_tables.ko"), Some("nf_tables"));
+        assert_eq!(module_stem("nf_tables.ko.xz"), Some("nf_tables"));
+        assert_eq!(module_stem("modules.dep"), None);
     }
 
     #[test]
