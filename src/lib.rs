@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod image;
+pub mod kernel;
 pub mod steps;
 pub mod tech;
 pub mod topo;

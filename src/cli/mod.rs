@@ -2,8 +2,10 @@
 
 mod apply_cmd;
 mod bench_cmd;
+mod bisect_cmd;
 mod compare_cmd;
 mod image_cmd;
+mod kernel_cmd;
 mod render_cmd;
 mod report_cmd;
 mod vm_cmd;
@@ -29,6 +31,11 @@ enum Command {
     /// Boot guests and run commands in them.
     #[command(subcommand)]
     Vm(vm_cmd::VmCommand),
+    /// Build custom kernels for bisection.
+    #[command(subcommand)]
+    Kernel(kernel_cmd::KernelCommand),
+    /// One `git bisect run` step: build + boot the kernel, run tests; 0 good, 1 bad, 125 skip.
+    BisectRun(bisect_cmd::BisectArgs),
     /// Run the measurements and write results (the job behind `make bench`).
     Bench(bench_cmd::BenchArgs),
     /// Print what would be pushed for a technology and workload (no VM).
@@ -47,6 +54,8 @@ pub fn main() -> anyhow::Result<()> {
         Command::Image(cmd) => image_cmd::run(cmd),
         Command::Vm(cmd) => vm_cmd::run(cmd),
         Command::Bench(args) => bench_cmd::run(args),
+        Command::Kernel(cmd) => kernel_cmd::run(cmd),
+        Command::BisectRun(args) => bisect_cmd::run(args),
         Command::Render(args) => render_cmd::run(args),
         Command::Apply(args) => apply_cmd::run(args),
         Command::Compare(args) => compare_cmd::run(args),

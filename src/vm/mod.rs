@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 pub const BOOT_TIMEOUT_ENV: &str = "RULEBENCH_BOOT_TIMEOUT";
 pub const SNAPSHOT_ENV: &str = "RULEBENCH_SNAPSHOT";
+/// Boot this bzImage (e.g. from `rulebench kernel build`) with the image's userland.
+pub const KERNEL_ENV: &str = "RULEBENCH_KERNEL";
 const CONSOLE_TAIL: usize = 40;
 
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +93,7 @@ impl Default for VmOptions {
             smp: 1,
             boot_timeout: Duration::from_secs(boot_secs),
             extra_cmdline: String::new(),
-            kernel: None,
+            kernel: std::env::var_os(KERNEL_ENV).map(PathBuf::from),
             snapshot: std::env::var(SNAPSHOT_ENV)
                 .map(|v| v != "0")
                 .unwrap_or(true),
@@ -213,7 +215,42 @@ impl Vm {
     pub(crate) fn cold_boot(template: &argv::QemuConfig, opts: &VmOptions) -> Result<Vm, VmError> {
         let (mut vm, started) = Self::start_qemu(template, &[])?;
         vm.attach(opts.boot_timeout, started)?;
+        if let Some(kernel) = &opts.kernel {
+            vm.install_builtin_module_list(kernel)?;
+        }
         Ok(vm)
+    }
+
+    /// A custom kernel has everything built in, but the image has no
+    /// /lib/modules for its release, so modprobe would call built-in modules
+    /// missing. Install the build's modules.builtin and index it.
+    fn install_builtin_module_list(&mut self, kernel: &Path) -> Result<(), VmError> {
+        let release = self.kernel_release.clone();
+        let dir = format!("/lib/modules/{release}");
+        if self
+            .exec(&["test", "-e", &format!("{dir}/modules.dep")])?
+            .exit_code
+            == Some(0)
+        {
+            return Ok(());
+        }
+        let build_dir = kernel
+            .ancestors()
+            .find(|d| d.join("modules.builtin").is_file());
+        if let Some(build_dir) = build_dir {
+            for name in ["modules.builtin", "modules.builtin.modinfo"] {
+                if let Ok(bytes) = std::fs::read(build_dir.join(name)) {
+                    self.put_file(&format!("{dir}/{name}"), &bytes, 0o644)?;
+                }
+            }
+        } else {
+            eprintln!(
+                "rulebench: no modules.builtin found next to {}; modprobe of built-in modules will fail",
+                kernel.display()
+            );
+        }
+        self.sh(&format!("mkdir -p {dir} && depmod {release}"))?;
+        Ok(())
     }
 
     fn restore(template: &argv::QemuConfig, state: &Path, opts: &VmOptions) -> Result<Vm, VmError> {
