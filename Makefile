@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 IMAGE ?= bullseye-5.10
 RULEBENCH := target/release/rulebench
-DEB_PACKAGES := qemu-system-x86 cpio dpkg apt debian-archive-keyring ca-certificates
+DEB_PACKAGES := qemu-system-x86 cpio dpkg apt debian-archive-keyring ca-certificates python3-pip
 
 .PHONY: deps test test-matrix bench image build clean-cache
 
@@ -18,6 +18,7 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
+	@command -v check-jsonschema >/dev/null || pip install -q check-jsonschema
 	@command -v qemu-system-x86_64 >/dev/null || { echo "qemu-system-x86_64 still missing"; exit 1; }
 
 build:
@@ -38,9 +39,10 @@ test-matrix: deps
 	  echo "=== $$img"; RULEBENCH_IMAGE=$$img $(CARGO) nextest run --workspace --locked; \
 	done
 
+BENCH_OUT ?= bench-results/$(shell date +%Y%m%d-%H%M%S)
 ## The comparison: build the image, run the measurements, write the report.
 bench: deps build
-	$(RULEBENCH) bench --image $(IMAGE)
+	$(RULEBENCH) bench --image $(IMAGE) --out $(BENCH_OUT)
 
 clean-cache:
 	rm -rf target/rulebench
