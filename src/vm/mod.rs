@@ -429,8 +429,14 @@ impl Vm {
             Ok(resp) => Ok(resp),
             Err(ChannelError::Dead(_)) => Err(failure.expect("liveness failure recorded")),
             Err(e) => {
-                // The channel may have broken because the guest died: prefer that story.
-                self.check_alive()?;
+                // The channel may have broken because the guest died: QEMU's
+                // exit and the console's panic line can trail the closed
+                // socket a little, so look for them before blaming the agent.
+                let deadline = Instant::now() + Duration::from_secs(3);
+                while Instant::now() < deadline {
+                    self.check_alive()?;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
                 Err(VmError::Agent(e.to_string()))
             }
         }
