@@ -113,6 +113,21 @@ pub struct Vm {
     pub kernel_release: String,
 }
 
+/// `Some(error)` when QEMU has exited, with its stderr and the console tail.
+fn exited_error(child: &mut Child, tail: impl FnOnce() -> String) -> Option<VmError> {
+    let status = child.try_wait().ok()??;
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    Some(VmError::QemuExited {
+        status: status.to_string(),
+        stderr: stderr.trim().to_string(),
+        tail: tail(),
+    })
+}
+
 fn wait_for_socket(
     path: &Path,
     child: &mut Child,
@@ -123,17 +138,8 @@ fn wait_for_socket(
         if let Ok(s) = UnixStream::connect(path) {
             return Ok(s);
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut stderr = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                use std::io::Read;
-                let _ = e.read_to_string(&mut stderr);
-            }
-            return Err(VmError::QemuExited {
-                status: status.to_string(),
-                stderr: stderr.trim().to_string(),
-                tail: String::new(),
-            });
+        if let Some(exited) = exited_error(child, String::new) {
+            return Err(exited);
         }
         if started.elapsed() > timeout {
             return Err(VmError::Socket {
@@ -393,18 +399,15 @@ impl Vm {
                 tail: self.console_tail(),
             });
         }
+        let console = self.console.as_ref();
         let child = self.child.as_mut().expect("child");
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut stderr = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                use std::io::Read;
-                let _ = e.read_to_string(&mut stderr);
-            }
-            return Err(VmError::QemuExited {
-                status: status.to_string(),
-                stderr: stderr.trim().to_string(),
-                tail: self.console_tail(),
-            });
+        let tail = || {
+            console
+                .map(|c| c.snapshot().tail(CONSOLE_TAIL))
+                .unwrap_or_default()
+        };
+        if let Some(exited) = exited_error(child, tail) {
+            return Err(exited);
         }
         Ok(())
     }
