@@ -29,16 +29,27 @@ fn workflow_only_calls_existing_make_targets() {
     let targets: BTreeSet<&str> = makefile
         .lines()
         .filter_map(|l| l.split_once(':').map(|(t, _)| t))
-        .filter(|t| !t.is_empty() && !t.contains(' ') && !t.starts_with('.') && !t.starts_with('\t'))
+        .filter(|t| {
+            !t.is_empty() && !t.contains(' ') && !t.starts_with('.') && !t.starts_with('\t')
+        })
         .collect();
     let called = regex::Regex::new(r"make (?:-C \S+ )?([a-z][a-z-]*)").unwrap();
     let mut seen = 0;
     for cap in called.captures_iter(&workflow) {
         seen += 1;
-        assert!(targets.contains(&cap[1]), "workflow calls `make {}`, which the Makefile lacks", &cap[1]);
+        assert!(
+            targets.contains(&cap[1]),
+            "workflow calls `make {}`, which the Makefile lacks",
+            &cap[1]
+        );
     }
     assert!(seen >= 3, "expected the workflow to drive the Makefile");
-    for must in ["99-kvm4all.rules", "--partition count:", "make test-matrix", "rulebench compare"] {
+    for must in [
+        "99-kvm4all.rules",
+        "--partition count:",
+        "make test-matrix",
+        "rulebench compare",
+    ] {
         assert!(workflow.contains(must), "workflow lacks {must}");
     }
 }
