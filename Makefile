@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 IMAGE ?= bullseye-5.10
 RULEBENCH := target/release/rulebench
-DEB_PACKAGES := qemu-system-x86 cpio dpkg apt debian-archive-keyring ca-certificates python3-pip
+DEB_PACKAGES := qemu-system-x86 cpio dpkg apt debian-archive-keyring ca-certificates python3-pip clang llvm libbpf-dev libelf-dev
 
 .PHONY: deps test test-matrix bench image build clean-cache
 

@@ -2,8 +2,13 @@
 //! technologies inside pinned QEMU guests.
 
 pub mod cli;
+pub mod compare;
+pub mod correctness;
 pub mod image;
 pub mod kernel;
+pub mod measure;
+pub mod report;
+pub mod results;
 pub mod steps;
 pub mod tech;
 pub mod topo;

@@ -3,13 +3,24 @@
 //! an identity server — so every probe knows which backend answered.
 
 use crate::vm::{Vm, VmError};
+use crate::workload::{topology as plan, Workload};
 use rulebench_proto::{ProbePlan, ProbeReport};
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+// One address plan: the renderers and the namespaces agree because both
+// take their numbers from `workload::topology`.
+pub use crate::workload::topology::{CLIENT_ADDR, CLIENT_GATEWAY};
+
 pub const CLIENT_NS: &str = "client";
-pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 2);
-pub const CLIENT_GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 1);
-pub const DEFAULT_BACKEND_PORT: u16 = 8080;
+pub const DEFAULT_BACKEND_PORT: u16 = plan::BACKEND_PORT;
+/// A port every backend of a workload topology also serves, which no
+/// generated service or rule names: probes use it for "not a service" and
+/// "default policy" checks.
+pub const SPARE_PORT: u16 = 9090;
+/// At most this many distinct ports per backend server (each is a TCP and a
+/// UDP socket; a workload naming more is probed on a subset).
+pub const MAX_PORTS_PER_BACKEND: usize = 16;
 /// Path of the agent binary inside the guest (serve / probe subcommands).
 pub const AGENT: &str = "/usr/local/bin/rulebench-agent";
 
@@ -28,7 +39,12 @@ pub struct Topology {
 
 /// Address of backend `k`: 10.200.k.2 (gateway 10.200.k.1 in the root ns).
 pub fn backend_addr(k: u8) -> Ipv4Addr {
-    Ipv4Addr::new(10, 200, k, 2)
+    plan::backend_addr(usize::from(k))
+}
+
+/// Namespace (and identity) name of the backend at `addr`: `be<k>`.
+pub fn backend_name(addr: Ipv4Addr) -> Option<String> {
+    plan::backend_index(addr).map(|k| format!("be{k}"))
 }
 
 fn gateway_of(addr: Ipv4Addr) -> Ipv4Addr {
@@ -50,6 +66,73 @@ impl Topology {
         }
     }
 
+    /// The namespaces a workload needs. Services: one per backend address
+    /// of `backend_endpoints()`, serving that address's ports. Firewall:
+    /// every backend address a rule's destination names as a host, plus
+    /// namespaces 0..4 (the generator's pool), serving 8080 and each single
+    /// destination port a rule names. Every backend also serves
+    /// [`SPARE_PORT`].
+    pub fn for_workload(workload: &Workload) -> Topology {
+        let mut ports: BTreeMap<Ipv4Addr, Vec<u16>> = BTreeMap::new();
+        match workload {
+            Workload::Services(s) => {
+                for (ip, port) in s.backend_endpoints() {
+                    if plan::backend_index(ip).is_some() {
+                        ports.entry(ip).or_default().push(port);
+                    }
+                }
+            }
+            Workload::Firewall(f) => {
+                for k in 0..4 {
+                    ports
+                        .entry(plan::backend_addr(k))
+                        .or_default()
+                        .push(plan::BACKEND_PORT);
+                }
+                let rule_ports: Vec<u16> = f
+                    .rules
+                    .iter()
+                    .filter_map(|r| r.dport.filter(|p| p.is_single()).map(|p| p.lo))
+                    .collect();
+                for r in &f.rules {
+                    if let Some(dst) = r.dst.filter(|d| d.is_host()) {
+                        if plan::backend_index(dst.addr).is_some() {
+                            ports.entry(dst.addr).or_default().push(plan::BACKEND_PORT);
+                        }
+                    }
+                }
+                for list in ports.values_mut() {
+                    list.extend(&rule_ports);
+                }
+            }
+        }
+        Topology {
+            backends: ports
+                .into_iter()
+                .map(|(addr, mut ports)| {
+                    ports.push(SPARE_PORT);
+                    ports.sort_unstable();
+                    ports.dedup();
+                    ports.truncate(MAX_PORTS_PER_BACKEND);
+                    Backend {
+                        name: backend_name(addr).expect("only backend-plan addresses"),
+                        addr,
+                        ports,
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    pub fn backend(&self, addr: Ipv4Addr) -> Option<&Backend> {
+        self.backends.iter().find(|b| b.addr == addr)
+    }
+
+    /// Whether a server listens at `addr:port` (TCP and UDP).
+    pub fn serves(&self, addr: Ipv4Addr, port: u16) -> bool {
+        self.backend(addr).is_some_and(|b| b.ports.contains(&port))
+    }
+
     /// Shell script (busybox sh) that builds the namespaces and links.
     pub fn setup_script(&self) -> String {
         let mut s = String::from(
@@ -59,8 +142,10 @@ impl Topology {
              sysctl -qw net.ipv4.conf.default.rp_filter=0\n",
         );
         s += &link_script(CLIENT_NS, "vclient", CLIENT_ADDR, CLIENT_GATEWAY);
-        for (k, b) in self.backends.iter().enumerate() {
-            s += &link_script(&b.name, &format!("vbe{k}"), b.addr, gateway_of(b.addr));
+        for b in &self.backends {
+            // The root-side veth carries the namespace name, so it is
+            // unique however sparse the backend numbers are.
+            s += &link_script(&b.name, &format!("v{}", b.name), b.addr, gateway_of(b.addr));
         }
         s
     }

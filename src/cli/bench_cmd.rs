@@ -1,12 +1,16 @@
-//! `rulebench bench`: the measurement job behind `make bench`. For now it
-//! measures the foundation: image build time and boot-to-first-command.
+//! `rulebench bench`: the measurement job behind `make bench`. Boots the
+//! guest (timing the boot, as the foundation figures did), then walks the
+//! size ladder for every technology and family, and writes results JSON,
+//! CSV and the report under one output directory.
 
 use crate::image::{self, LockFile};
+use crate::measure::{self, data::DataConfig, figures, Recorder, Setting};
+use crate::results::{Results, RunMeta, Sample, SCHEMA};
+use crate::tech::Tech;
 use crate::vm::{Vm, VmOptions};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
-use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Args)]
@@ -14,121 +18,289 @@ pub struct BenchArgs {
     /// Image name under images/ or a lock file path.
     #[arg(long)]
     image: Option<String>,
-    /// How many cold boots to time.
-    #[arg(long, default_value_t = 5)]
+    /// Cold boots to time (the last one runs the measurements).
+    #[arg(long, default_value_t = 1)]
     boots: usize,
     /// Rebuild the image from scratch to time a cold build.
     #[arg(long)]
     cold_build: bool,
-    /// Output directory (default bench-results/<unix time>).
+    /// Ladder of N (services or rules).
+    #[arg(long, value_delimiter = ',', default_value = "0,100,1000,10000")]
+    sizes: Vec<u64>,
+    /// Technologies (default: every one that supports the family).
+    #[arg(long, value_delimiter = ',')]
+    techs: Vec<Tech>,
+    /// Workload families: services, firewall.
+    #[arg(long, value_delimiter = ',', default_value = "services,firewall")]
+    families: Vec<String>,
+    /// Repeats of every figure.
+    #[arg(long, default_value_t = 5)]
+    repeats: u32,
+    /// Duration of one connection-rate run.
+    #[arg(long, default_value_t = 3000)]
+    crr_ms: u64,
+    /// Seconds of one iperf3 run.
+    #[arg(long, default_value_t = 3)]
+    iperf_seconds: u32,
+    /// Output directory (default bench-results/<YYYYmmdd-HHMMSS>).
     #[arg(long)]
     out: Option<PathBuf>,
 }
 
-#[derive(Serialize)]
-struct FoundationResults {
-    schema: u32,
-    image: String,
-    image_sha256: String,
-    initramfs_bytes: u64,
-    accel: String,
-    qemu_version: String,
-    kernel_release: String,
-    image_build_seconds: f64,
-    image_build_was_cached: bool,
-    boot_to_first_command_seconds: Vec<f64>,
-    boot_to_first_command_median_seconds: f64,
+/// One unit of work: a family × technology × N.
+#[derive(Debug, Clone)]
+struct Job {
+    family: String,
+    setting: Setting,
 }
 
-pub fn median(samples: &[f64]) -> f64 {
-    let mut s = samples.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    match s.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => s[n / 2],
-        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+fn jobs(args: &BenchArgs) -> Result<Vec<Job>> {
+    let mut out = Vec::new();
+    for family in &args.families {
+        let supported = match family.as_str() {
+            "services" => Tech::for_services(),
+            "firewall" => Tech::for_firewall(),
+            other => bail!("unknown family {other:?} (services or firewall)"),
+        };
+        for &tech in supported
+            .iter()
+            .filter(|t| args.techs.is_empty() || args.techs.contains(t))
+        {
+            for &n in &args.sizes {
+                out.push(Job {
+                    family: family.clone(),
+                    setting: Setting {
+                        tech,
+                        n,
+                        repeats: args.repeats,
+                    },
+                });
+            }
+        }
+    }
+    if out.is_empty() {
+        bail!("no technology in --techs supports the chosen --families");
+    }
+    Ok(out)
+}
+
+/// Relative cost of a job for the ETA: loads and updates grow with N.
+fn weight(job: &Job) -> u64 {
+    10 + job.setting.n / 100
+}
+
+fn default_out() -> PathBuf {
+    let stamp = std::process::Command::new("date")
+        .arg("+%Y%m%d-%H%M%S")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| unix_now().to_string());
+    PathBuf::from("bench-results").join(stamp)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
+}
+
+fn host_cpu() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .map(|model| {
+            format!(
+                "{model} ({} threads)",
+                std::thread::available_parallelism().map_or(0, |n| n.get())
+            )
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// `git describe`-like revision, marked `-dirty` with uncommitted changes.
+fn git_revision() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(image::agent::workspace_root())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "HEAD"]) {
+        Some(rev) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("{rev}-dirty")
+            } else {
+                rev
+            }
+        }
+        None => "unknown".into(),
     }
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    let jobs = jobs(&args)?;
+    let out = args.out.clone().unwrap_or_else(default_out);
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let started = Instant::now();
     let lock = LockFile::load(&image::lock_path(args.image.as_deref()))?;
     if args.cold_build {
         if let Ok(old) = image::build(&lock, true) {
             image::build::forget(&old)?;
         }
     }
-    let started = Instant::now();
-    let manifest_existed = image::build::is_cached(&lock);
     let built = image::build(&lock, false).context("building the image")?;
-    let build_seconds = started.elapsed().as_secs_f64();
     eprintln!(
-        "image {} built in {build_seconds:.2} s (sha256 {})",
-        built.name, built.sha256
+        "image {} ready in {:.1} s (sha256 {})",
+        built.name,
+        started.elapsed().as_secs_f64(),
+        built.sha256
     );
-    let bar = indicatif::ProgressBar::new(args.boots as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix("booting");
-    let mut samples = Vec::new();
-    let (mut accel, mut qemu, mut release) = (String::new(), String::new(), String::new());
-    for _ in 0..args.boots {
+
+    let opts = VmOptions::default();
+    let mut boot_samples = Vec::new();
+    let mut vm = None;
+    for i in 0..args.boots.max(1) {
         let t = Instant::now();
-        let mut vm = Vm::boot(&built, &VmOptions::default()).context("booting the guest")?;
-        let out = vm.sh("uname -r").context("first command")?;
-        samples.push(t.elapsed().as_secs_f64());
-        accel = vm.accel().to_string();
-        qemu = vm.qemu_version();
-        release = out.trim().to_string();
-        vm.shutdown()?;
-        bar.inc(1);
+        let mut booted = Vm::boot(&built, &opts).context("booting the guest")?;
+        booted.sh("uname -r").context("first guest command")?;
+        boot_samples.push(t.elapsed().as_secs_f64());
+        if i + 1 < args.boots.max(1) {
+            booted.shutdown()?;
+        } else {
+            vm = Some(booted);
+        }
     }
-    bar.finish_and_clear();
-    let results = FoundationResults {
-        schema: 1,
+    let mut vm = vm.expect("at least one boot");
+    measure::guest::prepare(&mut vm).context("building the guest topology and servers")?;
+
+    let mut meta = RunMeta {
         image: built.name.clone(),
         image_sha256: built.sha256.clone(),
-        initramfs_bytes: built.initramfs_bytes,
-        accel,
-        qemu_version: qemu,
-        kernel_release: release,
-        image_build_seconds: build_seconds,
-        image_build_was_cached: manifest_existed,
-        boot_to_first_command_median_seconds: median(&samples),
-        boot_to_first_command_seconds: samples.clone(),
+        kernel: vm.kernel_release.clone(),
+        accel: vm.accel().to_string(),
+        host_cpu: host_cpu(),
+        qemu_version: vm.qemu_version(),
+        rulebench_revision: git_revision(),
+        started_unix: unix_now(),
+        duration_seconds: 0.0,
+        sizes: args.sizes.clone(),
+        techs: {
+            let mut t: Vec<String> = jobs
+                .iter()
+                .map(|j| j.setting.tech.name().to_string())
+                .collect();
+            t.dedup();
+            t.sort();
+            t.dedup();
+            t
+        },
+        families: args.families.clone(),
+        repeats: args.repeats,
+        guest_vcpus: opts.smp,
+        guest_memory_mb: opts.memory_mb,
     };
-    let out = args.out.unwrap_or_else(|| {
-        let ts = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_secs();
-        PathBuf::from("bench-results").join(ts.to_string())
-    });
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let path = out.join("foundation.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
-    println!("| figure | value |");
-    println!("|---|---|");
-    println!(
-        "| accel | {} (QEMU {}) |",
-        results.accel, results.qemu_version
+    let mut rec = Recorder::default();
+    for (i, s) in boot_samples.iter().enumerate() {
+        rec.samples.push(Sample {
+            figure: figures::BOOT.id.into(),
+            tech: "guest".into(),
+            n: 0,
+            repeat: i as u32,
+            position: String::new(),
+            value: *s,
+            unit: figures::BOOT.unit.into(),
+        });
+    }
+    let config = DataConfig {
+        crr_duration_ms: args.crr_ms,
+        iperf_seconds: args.iperf_seconds,
+        ..DataConfig::default()
+    };
+    let bar = indicatif::ProgressBar::new(jobs.iter().map(weight).sum());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix:>28} [{bar:30}] {percent:>3}% elapsed {elapsed} ETA {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
-    println!("| kernel | {} |", results.kernel_release);
-    println!("| initramfs | {} KiB |", results.initramfs_bytes / 1024);
+    let mut notes = Vec::new();
+    for job in &jobs {
+        bar.set_prefix(format!(
+            "{} {} N={}",
+            job.family, job.setting.tech, job.setting.n
+        ));
+        let outcome = match job.family.as_str() {
+            "services" => measure::run_services(&mut vm, &job.setting, &config, &mut rec),
+            _ => measure::run_firewall(&mut vm, &job.setting, &config, &mut rec),
+        };
+        if let Err(e) = outcome {
+            let note = format!(
+                "{} {} N={}: {e:#}",
+                job.family, job.setting.tech, job.setting.n
+            );
+            bar.suspend(|| eprintln!("FAILED {note}"));
+            notes.push(note);
+        }
+        bar.inc(weight(job));
+        // Write as we go: a long run interrupted late still leaves data.
+        meta.duration_seconds = started.elapsed().as_secs_f64();
+        write_results(
+            &out,
+            &Results {
+                schema: SCHEMA,
+                meta: meta.clone(),
+                samples: rec.samples.clone(),
+                notes: notes.clone(),
+            },
+        )?;
+    }
+    bar.finish_and_clear();
+    vm.shutdown()?;
+    meta.duration_seconds = started.elapsed().as_secs_f64();
+    let results = Results {
+        schema: SCHEMA,
+        meta,
+        samples: rec.samples,
+        notes,
+    };
+    write_results(&out, &results)?;
+    crate::report::write(&results, &out).context("writing the report")?;
+    println!("{}", crate::report::headline_table(&results));
     println!(
-        "| image build | {:.2} s ({}) |",
-        results.image_build_seconds,
-        if manifest_existed { "cached" } else { "built" }
+        "results: {}  report: {}",
+        out.join("results.json").display(),
+        out.join("report.md").display()
     );
-    let list: Vec<String> = samples.iter().map(|s| format!("{s:.2}")).collect();
-    println!(
-        "| boot to first command, median of {} | {:.2} s (samples {}) |",
-        samples.len(),
-        results.boot_to_first_command_median_seconds,
-        list.join(", ")
-    );
-    println!("results: {}", path.display());
+    println!("total {:.1} min", results.meta.duration_seconds / 60.0);
+    if !results.notes.is_empty() {
+        bail!(
+            "{} measurement(s) failed; see notes in {}",
+            results.notes.len(),
+            out.join("results.json").display()
+        );
+    }
+    Ok(())
+}
+
+fn write_results(out: &Path, results: &Results) -> Result<()> {
+    let json = out.join("results.json");
+    std::fs::write(&json, results.to_json())
+        .with_context(|| format!("writing {}", json.display()))?;
+    let csv = out.join("results.csv");
+    std::fs::write(&csv, results.to_csv()).with_context(|| format!("writing {}", csv.display()))?;
     Ok(())
 }

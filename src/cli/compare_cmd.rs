@@ -1,10 +1,50 @@
+//! `rulebench compare BASE NEW`: the regression gate (exit 1 on a
+//! significant regression of any figure present in both files).
+
+use crate::compare::{self, DEFAULT_THRESHOLD};
+use crate::results::Results;
 use anyhow::{bail, Result};
 use clap::Args;
+use std::path::PathBuf;
 
-/// Placeholder until this subcommand lands; fails loudly instead of pretending.
 #[derive(Args)]
-pub struct CompareArgs {}
+pub struct CompareArgs {
+    /// Results of the reference run.
+    base: PathBuf,
+    /// Results of the run under test.
+    new: PathBuf,
+    /// Relative change that counts (0.10 = 10 % worse).
+    #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
+    threshold: f64,
+}
 
-pub fn run(_args: CompareArgs) -> Result<()> {
-    bail!("`rulebench compare` is not implemented yet")
+pub fn run(args: CompareArgs) -> Result<()> {
+    let base = Results::load(&args.base)?;
+    let new = Results::load(&args.new)?;
+    let rows = compare::compare(&base, &new, args.threshold);
+    if rows.is_empty() {
+        bail!(
+            "{} and {} have no figure in common (same technologies and sizes?)",
+            args.base.display(),
+            args.new.display()
+        );
+    }
+    print!("{}", compare::table(&rows));
+    let regressions = rows
+        .iter()
+        .filter(|r| r.verdict == compare::Verdict::Regression)
+        .count();
+    if regressions > 0 {
+        eprintln!(
+            "{regressions} significant regression(s) beyond {:.0} %",
+            args.threshold * 100.0
+        );
+        std::process::exit(1);
+    }
+    eprintln!(
+        "no significant regression beyond {:.0} % in {} series",
+        args.threshold * 100.0,
+        rows.len()
+    );
+    Ok(())
 }

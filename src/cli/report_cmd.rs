@@ -1,10 +1,25 @@
-use anyhow::{bail, Result};
+//! `rulebench report RESULTS -o DIR`: markdown + SVG plots.
+
+use crate::results::Results;
+use anyhow::Result;
 use clap::Args;
+use std::path::PathBuf;
 
-/// Placeholder until this subcommand lands; fails loudly instead of pretending.
 #[derive(Args)]
-pub struct ReportArgs {}
+pub struct ReportArgs {
+    /// A results.json written by `rulebench bench`.
+    results: PathBuf,
+    /// Output directory (default: next to the results file).
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+}
 
-pub fn run(_args: ReportArgs) -> Result<()> {
-    bail!("`rulebench report` is not implemented yet")
+pub fn run(args: ReportArgs) -> Result<()> {
+    let results = Results::load(&args.results)?;
+    let out = args
+        .out
+        .unwrap_or_else(|| args.results.parent().map(PathBuf::from).unwrap_or_default());
+    crate::report::write(&results, &out)?;
+    println!("{}", out.join("report.md").display());
+    Ok(())
 }

@@ -291,6 +291,26 @@ fn add_own_files(spec: &ImageSpec, rootfs: &Path, agent_bytes: &[u8]) -> Result<
     for (link, target) in &spec.symlinks {
         symlink(rootfs, link, target)?;
     }
+    // The eBPF row: loader, compiled programs and the compiler identity.
+    let ebpf = agent::ebpf_bundle(true).context("building the eBPF loader and programs")?;
+    let loader = std::fs::read(&ebpf.loader)
+        .with_context(|| format!("reading {}", ebpf.loader.display()))?;
+    write_file(rootfs, "usr/local/bin/rulebench-ebpf", &loader, 0o755)?;
+    for (name, path) in &ebpf.objects {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        write_file(
+            rootfs,
+            &format!("usr/lib/rulebench/bpf/{name}"),
+            &bytes,
+            0o644,
+        )?;
+    }
+    write_file(
+        rootfs,
+        "usr/lib/rulebench/bpf/BUILD-INFO",
+        ebpf.build_info.as_bytes(),
+        0o644,
+    )?;
     for applet in &spec.busybox_applets {
         let taken = ["bin", "sbin", "usr/bin", "usr/sbin"]
             .iter()
@@ -379,23 +399,32 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Whether `build` would be answered from the cache.
-pub fn is_cached(lock: &LockFile) -> bool {
-    let Ok(agent_path) = agent::agent_binary(true) else {
-        return false;
-    };
-    let Ok(agent_bytes) = std::fs::read(agent_path) else {
-        return false;
-    };
-    read_manifest(&image_dir(lock, &agent_bytes).join("manifest.json")).is_some()
+/// Hash of everything rulebench itself puts into an image (agent, eBPF
+/// loader and programs), so a change to any of them rebuilds the image.
+fn own_files_digest(quiet: bool) -> Result<String> {
+    let agent_path = agent::agent_binary(quiet).context("building the guest agent")?;
+    let agent_bytes = std::fs::read(&agent_path)
+        .with_context(|| format!("reading guest agent {}", agent_path.display()))?;
+    let ebpf = agent::ebpf_bundle(quiet).context("building the eBPF loader and programs")?;
+    let ebpf_digest = agent::ebpf_bundle_digest(&ebpf).context("hashing the eBPF bundle")?;
+    Ok(sha256_hex(
+        format!("{}\n{ebpf_digest}", sha256_hex(&agent_bytes)).as_bytes(),
+    ))
 }
 
-fn image_dir(lock: &LockFile, agent_bytes: &[u8]) -> PathBuf {
+/// Whether `build` would be answered from the cache.
+pub fn is_cached(lock: &LockFile) -> bool {
+    own_files_digest(true)
+        .map(|d| read_manifest(&image_dir(lock, &d).join("manifest.json")).is_some())
+        .unwrap_or(false)
+}
+
+fn image_dir(lock: &LockFile, own_files_digest: &str) -> PathBuf {
     let key = sha256_hex(
         format!(
             "{}\n{}\n{}",
             lock.to_toml(),
-            sha256_hex(agent_bytes),
+            own_files_digest,
             BUILDER_VERSION
         )
         .as_bytes(),
@@ -414,22 +443,9 @@ pub fn build(lock: &LockFile, quiet: bool) -> Result<BuiltImage> {
             spec.name
         );
     }
-    let agent_path = agent::agent_binary(quiet).context("building the guest agent")?;
-    let agent_bytes = std::fs::read(&agent_path)
-        .with_context(|| format!("reading guest agent {}", agent_path.display()))?;
-    let key = sha256_hex(
-        format!(
-            "{}\n{}\n{}",
-            lock.to_toml(),
-            sha256_hex(&agent_bytes),
-            BUILDER_VERSION
-        )
-        .as_bytes(),
-    );
+    let digest = own_files_digest(quiet)?;
     let cache = cache_root();
-    let out_dir = cache
-        .join("images")
-        .join(format!("{}-{}", spec.name, &key[..16]));
+    let out_dir = image_dir(lock, &digest);
     let manifest = out_dir.join("manifest.json");
     if let Some(image) = read_manifest(&manifest) {
         return Ok(image);
@@ -467,6 +483,9 @@ pub fn build(lock: &LockFile, quiet: bool) -> Result<BuiltImage> {
         std::fs::rename(&merged, root.path().join("lib/modules"))
             .context("moving kernel modules to /lib/modules")?;
     }
+    let agent_path = agent::agent_binary(true).context("building the guest agent")?;
+    let agent_bytes = std::fs::read(&agent_path)
+        .with_context(|| format!("reading guest agent {}", agent_path.display()))?;
     add_own_files(spec, root.path(), &agent_bytes)?;
     run_depmod(root.path(), &spec.kernel_release)?;
     let mut entries = collect_entries(root.path())?;

@@ -47,7 +47,7 @@ pub fn normalize(dump: &str) -> String {
 /// delete succeed whether or not it existed.
 pub fn reset_steps() -> Vec<Step> {
     vec![Step::with_stdin(
-        &["nft", "-f", "-"],
+        &super::nftables::LOAD_ARGV,
         "table ip nat\ndelete table ip nat\ntable ip filter\ndelete table ip filter\n",
     )]
 }

@@ -4,6 +4,7 @@
 //!
 //! The dispatcher functions below are what the VM side calls.
 
+pub mod ebpf;
 pub mod hash;
 pub mod iptables;
 pub mod iptables_layout;
@@ -31,15 +32,18 @@ pub enum Tech {
     Nftables,
     NftablesLinear,
     Ipvs,
+    /// rulebench's own tc dataplanes (guest/bpf) via `rulebench-ebpf`.
+    Ebpf,
 }
 
 impl Tech {
-    pub const ALL: [Tech; 5] = [
+    pub const ALL: [Tech; 6] = [
         Tech::IptablesLegacy,
         Tech::IptablesNft,
         Tech::Nftables,
         Tech::NftablesLinear,
         Tech::Ipvs,
+        Tech::Ebpf,
     ];
 
     pub fn all() -> &'static [Tech] {
@@ -80,6 +84,7 @@ impl Tech {
             Tech::Nftables => "nftables",
             Tech::NftablesLinear => "nftables-linear",
             Tech::Ipvs => "ipvs",
+            Tech::Ebpf => "ebpf",
         }
     }
 }
@@ -114,7 +119,7 @@ pub enum TechError {
         #[source]
         source: UpdateError,
     },
-    #[error("unknown technology {0:?} (expected iptables-legacy, iptables-nft, nftables, nftables-linear or ipvs)")]
+    #[error("unknown technology {0:?} (expected iptables-legacy, iptables-nft, nftables, nftables-linear, ipvs or ebpf)")]
     UnknownTech(String),
 }
 
@@ -139,6 +144,7 @@ pub fn render_services(tech: Tech, services: &Services) -> Result<Vec<Step>, Tec
             "nftables-linear is a firewall layout; services use the nftables (kube-proxy) layout",
         )),
         Tech::Ipvs => Ok(ipvs::render_services(services)),
+        Tech::Ebpf => ebpf::render_services(services),
     }
 }
 
@@ -150,6 +156,7 @@ pub fn render_firewall(tech: Tech, fw: &Firewall) -> Result<Vec<Step>, TechError
         Tech::Nftables => Ok(nftables::render_firewall(fw)),
         Tech::NftablesLinear => Ok(nftables::render_firewall_linear(fw)),
         Tech::Ipvs => Err(unsupported(tech, "firewall", ipvs::UNSUPPORTED_FIREWALL)),
+        Tech::Ebpf => Ok(ebpf::render_firewall(fw)),
     }
 }
 
@@ -178,6 +185,7 @@ pub fn render_services_update(
         Tech::Nftables => Ok(nftables::render_services_update(before, op)),
         Tech::NftablesLinear => render_services(tech, before),
         Tech::Ipvs => Ok(ipvs::render_services_update(before, op)),
+        Tech::Ebpf => ebpf::render_services_update(before, op),
     }
 }
 
@@ -196,6 +204,7 @@ pub fn render_firewall_update(
         Tech::Nftables => Ok(nftables::render_firewall_update(before, op)),
         Tech::NftablesLinear => Ok(nftables::render_firewall_linear_update(before, op)),
         Tech::Ipvs => render_firewall(tech, before),
+        Tech::Ebpf => Ok(ebpf::render_firewall_update(op)),
     }
 }
 
@@ -214,6 +223,7 @@ pub fn dump_commands(tech: Tech) -> Vec<Step> {
         Tech::IptablesNft => iptables_nft::dump_commands(),
         Tech::Nftables | Tech::NftablesLinear => nftables::dump_commands(),
         Tech::Ipvs => ipvs::dump_commands(),
+        Tech::Ebpf => ebpf::dump_commands(),
     }
 }
 
@@ -225,6 +235,7 @@ pub fn normalize(tech: Tech, outputs: &[String]) -> String {
         Tech::IptablesNft => iptables_nft::normalize(first),
         Tech::Nftables | Tech::NftablesLinear => nftables::normalize(first),
         Tech::Ipvs => ipvs::normalize(outputs),
+        Tech::Ebpf => ebpf::normalize(first),
     }
 }
 
@@ -236,6 +247,7 @@ pub fn reset_steps(tech: Tech) -> Vec<Step> {
         Tech::IptablesNft => iptables_nft::reset_steps(),
         Tech::Nftables | Tech::NftablesLinear => nftables::reset_steps(),
         Tech::Ipvs => ipvs::reset_steps(),
+        Tech::Ebpf => ebpf::reset_steps(),
     }
 }
 

@@ -20,6 +20,12 @@ use super::{nftables_firewall, Step};
 
 pub const TABLE: &str = "ip kube-proxy";
 
+/// `nft -f FILE` reading stdin. nft 0.9.8 spells `-f -` as opening
+/// `/dev/stdin`, a symlink the minimal guest's devtmpfs does not have
+/// (udev makes it on a full system); `/proc/self/fd/0` is the same pipe
+/// and always exists. Error messages then read `/proc/self/fd/0:LINE:COL`.
+pub const LOAD_ARGV: [&str; 3] = ["nft", "-f", "/proc/self/fd/0"];
+
 /// A service's chain and set names, hashed once per service.
 struct Names {
     service: String,
@@ -250,7 +256,7 @@ pub fn services_update(before: &Services, op: &UpdateOp) -> String {
 }
 
 fn nft_step(text: String) -> Step {
-    Step::with_stdin(&["nft", "-f", "-"], text)
+    Step::with_stdin(&LOAD_ARGV, text)
 }
 
 pub fn render_services(services: &Services) -> Vec<Step> {

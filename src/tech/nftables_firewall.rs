@@ -104,7 +104,7 @@ pub fn linear_update(before: &Firewall, op: &UpdateOp) -> Vec<Step> {
                     linear_rule(rule)
                 )
             };
-            vec![Step::with_stdin(&["nft", "-f", "-"], text)]
+            vec![Step::with_stdin(&super::nftables::LOAD_ARGV, text)]
         }
         UpdateOp::DeleteRule { index } => {
             // n counts handle-bearing lines after the chain header: rule

@@ -286,7 +286,7 @@ fn nftables_updates_are_one_transaction() {
         &UpdateOp::DeleteService { name: "dns".into() },
     )
     .unwrap();
-    assert_eq!(steps[0].argv, ["nft", "-f", "-"]);
+    assert_eq!(steps[0].argv, ["nft", "-f", "/proc/self/fd/0"]);
     assert_eq!(
         only_stdin(steps),
         "delete element ip kube-proxy service-ips { 10.96.0.11 . udp . 53 }

@@ -5,13 +5,15 @@ usage:
   rulebench-agent init                          run as the guest's PID 1 (automatic when PID is 1)
   rulebench-agent serve --identity NAME --port P [--port P ...]
                                                 answer TCP and UDP on 0.0.0.0:P with `NAME <ip>:<port>`
-  rulebench-agent probe                         ProbePlan JSON on stdin -> ProbeReport JSON on stdout";
+  rulebench-agent probe                         ProbePlan JSON on stdin -> ProbeReport JSON on stdout
+  rulebench-agent load                          LoadPlan JSON on stdin -> LoadReport JSON on stdout (TCP_CRR-like)";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Mode {
     Init,
     Serve { identity: String, ports: Vec<u16> },
     Probe,
+    Load,
 }
 
 /// `args` excludes argv[0]. As PID 1 the arguments are whatever the kernel
@@ -24,6 +26,8 @@ pub fn parse(args: &[String], is_pid1: bool) -> Result<Mode, String> {
         Some("init") => Ok(Mode::Init),
         Some("probe") if args.len() == 1 => Ok(Mode::Probe),
         Some("probe") => Err("probe takes no arguments (the plan comes on stdin)".into()),
+        Some("load") if args.len() == 1 => Ok(Mode::Load),
+        Some("load") => Err("load takes no arguments (the plan comes on stdin)".into()),
         Some("serve") => parse_serve(&args[1..]),
         Some(other) => Err(format!("unknown command {other:?}")),
         None => Err("no command given".into()),
@@ -106,6 +110,8 @@ mod tests {
     fn probe_and_unknown_commands() {
         assert_eq!(parse(&args("probe"), false), Ok(Mode::Probe));
         assert!(parse(&args("probe extra"), false).is_err());
+        assert_eq!(parse(&args("load"), false), Ok(Mode::Load));
+        assert!(parse(&args("load x"), false).is_err());
         assert!(parse(&args("frobnicate"), false).is_err());
         assert!(parse(&[], false).is_err());
     }

@@ -10,6 +10,7 @@ mod files;
 mod handlers;
 mod identity_server;
 mod init;
+mod load;
 mod loopback;
 mod mounts;
 mod power;
@@ -40,5 +41,6 @@ fn main() {
             }
         }
         Mode::Probe => std::process::exit(probe::main()),
+        Mode::Load => std::process::exit(load::main()),
     }
 }

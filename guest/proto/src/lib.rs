@@ -27,9 +27,18 @@ pub enum Request {
     Exec(ExecRequest),
     /// Start a command detached from the agent (servers in namespaces);
     /// its output goes to the given file in the guest.
-    Spawn { argv: Vec<String>, log_path: String },
-    PutFile { path: String, mode: u32, contents: Vec<u8> },
-    GetFile { path: String },
+    Spawn {
+        argv: Vec<String>,
+        log_path: String,
+    },
+    PutFile {
+        path: String,
+        mode: u32,
+        contents: Vec<u8>,
+    },
+    GetFile {
+        path: String,
+    },
     PowerOff,
 }
 
@@ -43,14 +52,23 @@ pub struct ExecRequest {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum Response {
-    Pong { agent_version: String, kernel_release: String },
+    Pong {
+        agent_version: String,
+        kernel_release: String,
+    },
     Exec(ExecResult),
-    Spawned { pid: u32 },
+    Spawned {
+        pid: u32,
+    },
     FileWritten,
-    File { contents: Vec<u8> },
+    File {
+        contents: Vec<u8>,
+    },
     PoweringOff,
     /// The agent could not carry out the request (not the command's failure).
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -129,6 +147,56 @@ pub struct ProbeOutcome {
     pub answers: Vec<Option<String>>,
     /// Error text of the first failed attempt, for diagnostics.
     pub first_error: Option<String>,
+}
+
+/// Connection-rate load run by `rulebench-agent load` inside the client
+/// namespace: connect / read the server's answer / close, as fast as
+/// `concurrency` workers can, like netperf TCP_CRR. Each connection is a
+/// new conntrack entry, so the first packet walks the ruleset every time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LoadPlan {
+    pub targets: Vec<LoadTarget>,
+    /// Stop after this long (guest monotonic clock).
+    pub duration_ms: u64,
+    /// Also stop after this many connections in total (0: no limit).
+    pub max_connections: u64,
+    pub concurrency: u32,
+    /// Per-connection connect/read timeout; a timeout counts as a failure.
+    pub timeout_ms: u64,
+    /// Seed of the target choice, so two runs pick the same sequence.
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LoadTarget {
+    pub addr: String,
+    pub port: u16,
+    /// Relative share of connections sent here.
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LoadReport {
+    /// Completed connect + answer + close cycles.
+    pub connections: u64,
+    pub failures: u64,
+    pub elapsed_ns: u64,
+    /// `connections` per second of `elapsed_ns`.
+    pub connections_per_second: f64,
+    /// Time from `connect()` to the established socket, successful cycles only.
+    pub connect_ns: LatencySummary,
+    /// Whole cycle (connect, read answer, close), successful cycles only.
+    pub cycle_ns: LatencySummary,
+    pub first_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub max: u64,
 }
 
 #[cfg(test)]

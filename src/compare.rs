@@ -1,0 +1,268 @@
+//! The regression gate behind `rulebench compare BASE NEW`: for every
+//! (figure, technology, N) present in both runs, is NEW significantly
+//! worse than BASE by more than the threshold?
+//!
+//! Decision: the ratio of medians, oriented so > 1 means worse, must
+//! exceed 1 + threshold, *and* the 95 % bootstrap interval of that ratio
+//! must lie entirely above 1 (the difference is not noise). The bootstrap
+//! works with the 3–5 repeats a bench run has, where a rank test cannot
+//! reach significance at all; the Mann-Whitney p-value is shown as context.
+
+use crate::measure::figures::{self, Better};
+use crate::measure::stats;
+use crate::results::Results;
+
+pub const DEFAULT_THRESHOLD: f64 = 0.10;
+const CONFIDENCE: f64 = 0.95;
+const RESAMPLES: usize = 2000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Regression,
+    Improvement,
+    /// Within the threshold, or not significant.
+    Same,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub figure: String,
+    pub tech: String,
+    pub n: u64,
+    pub base_median: f64,
+    pub new_median: f64,
+    /// median(new) / median(base), oriented: > 1 is worse.
+    pub worse_ratio: f64,
+    pub ci: (f64, f64),
+    pub mann_whitney_p: f64,
+    pub verdict: Verdict,
+}
+
+/// Ratio > 1 means `new` is worse, whichever direction the figure prefers.
+fn oriented(better: Better, base: &[f64], new: &[f64]) -> (f64, (f64, f64)) {
+    let ratio = stats::median(new) / stats::median(base);
+    let (lo, hi) = stats::bootstrap_median_ratio_ci(base, new, CONFIDENCE, RESAMPLES);
+    match better {
+        Better::Lower => (ratio, (lo, hi)),
+        Better::Higher => (1.0 / ratio, (1.0 / hi, 1.0 / lo)),
+    }
+}
+
+/// Compare one series. Figures whose base median is 0 (e.g. 0 % UDP loss)
+/// have no ratio; they compare by absolute difference on the same rule.
+pub fn decide(
+    better: Better,
+    base: &[f64],
+    new: &[f64],
+    threshold: f64,
+) -> (f64, (f64, f64), Verdict) {
+    if base.is_empty() || new.is_empty() {
+        return (f64::NAN, (f64::NAN, f64::NAN), Verdict::Same);
+    }
+    let shift = if stats::median(base) <= 0.0 || stats::median(new) <= 0.0 {
+        // Shift both sides so a zero median still gives a finite ratio;
+        // 1 unit of the figure is the smallest change that matters here.
+        1.0 - stats::median(base).min(stats::median(new)).min(0.0)
+    } else {
+        0.0
+    };
+    let b: Vec<f64> = base.iter().map(|x| x + shift).collect();
+    let n: Vec<f64> = new.iter().map(|x| x + shift).collect();
+    let (ratio, ci) = oriented(better, &b, &n);
+    let verdict = if ratio > 1.0 + threshold && ci.0 > 1.0 {
+        Verdict::Regression
+    } else if ratio < 1.0 / (1.0 + threshold) && ci.1 < 1.0 {
+        Verdict::Improvement
+    } else {
+        Verdict::Same
+    };
+    (ratio, ci, verdict)
+}
+
+pub fn compare(base: &Results, new: &Results, threshold: f64) -> Vec<Row> {
+    let new_series = new.series();
+    base.series()
+        .into_iter()
+        .filter_map(|(key, base_values)| {
+            let new_values = new_series.get(&key)?;
+            let figure = figures::lookup(&key.0);
+            let (worse_ratio, ci, verdict) =
+                decide(figure.better, &base_values, new_values, threshold);
+            Some(Row {
+                base_median: stats::median(&base_values),
+                new_median: stats::median(new_values),
+                mann_whitney_p: stats::mann_whitney(&base_values, new_values).1,
+                figure: key.0,
+                tech: key.1,
+                n: key.2,
+                worse_ratio,
+                ci,
+                verdict,
+            })
+        })
+        .collect()
+}
+
+pub fn has_regression(rows: &[Row]) -> bool {
+    rows.iter().any(|r| r.verdict == Verdict::Regression)
+}
+
+/// Markdown table; regressions first so a CI log shows them at the top.
+pub fn table(rows: &[Row]) -> String {
+    let mut sorted: Vec<&Row> = rows.iter().collect();
+    sorted.sort_by_key(|r| match r.verdict {
+        Verdict::Regression => 0,
+        Verdict::Improvement => 1,
+        Verdict::Same => 2,
+    });
+    let mut out = String::from(
+        "| verdict | figure | tech | N | base median | new median | worse× | 95% CI | MW p |\n|---|---|---|---:|---:|---:|---:|---|---:|\n",
+    );
+    for r in sorted {
+        let unit = figures::lookup(&r.figure).unit;
+        out += &format!(
+            "| {} | {} | {} | {} | {:.4} {unit} | {:.4} {unit} | {:.3} | {:.3}–{:.3} | {:.3} |\n",
+            match r.verdict {
+                Verdict::Regression => "REGRESSION",
+                Verdict::Improvement => "improved",
+                Verdict::Same => "same",
+            },
+            r.figure,
+            r.tech,
+            r.n,
+            r.base_median,
+            r.new_median,
+            r.worse_ratio,
+            r.ci.0,
+            r.ci.1,
+            r.mann_whitney_p
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{RunMeta, Sample, SCHEMA};
+
+    /// Deterministic jitter of ±2 % around `center`.
+    fn samples(center: f64, count: usize, seed: u64) -> Vec<f64> {
+        (0..count)
+            .map(|i| {
+                let j = ((i as u64 * 7919 + seed * 104_729) % 41) as f64 / 40.0 - 0.5;
+                center * (1.0 + 0.04 * j)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn clear_regression_is_flagged() {
+        let (ratio, ci, v) = decide(
+            Better::Lower,
+            &samples(10.0, 5, 1),
+            &samples(15.0, 5, 2),
+            0.10,
+        );
+        assert_eq!(v, Verdict::Regression, "{ratio} {ci:?}");
+        // Higher-is-better figure going down is a regression too.
+        let (_, _, v) = decide(
+            Better::Higher,
+            &samples(1000.0, 5, 1),
+            &samples(600.0, 5, 2),
+            0.10,
+        );
+        assert_eq!(v, Verdict::Regression);
+    }
+
+    #[test]
+    fn identical_distributions_pass() {
+        for seed in 0..20 {
+            let (_, _, v) = decide(
+                Better::Lower,
+                &samples(10.0, 5, seed),
+                &samples(10.0, 5, seed + 100),
+                0.10,
+            );
+            assert_eq!(v, Verdict::Same, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn small_or_noisy_changes_pass() {
+        // 5 % worse: below the 10 % threshold.
+        let (_, _, v) = decide(
+            Better::Lower,
+            &samples(10.0, 5, 1),
+            &samples(10.5, 5, 2),
+            0.10,
+        );
+        assert_eq!(v, Verdict::Same);
+        // 50 % worse median but overlapping wild samples: not significant.
+        let (_, _, v) = decide(
+            Better::Lower,
+            &[1.0, 30.0, 2.0, 25.0, 3.0],
+            &[1.5, 28.0, 3.0, 3.2, 31.0],
+            0.10,
+        );
+        assert_eq!(v, Verdict::Same);
+    }
+
+    #[test]
+    fn improvement_and_zero_medians() {
+        let (_, _, v) = decide(
+            Better::Lower,
+            &samples(10.0, 5, 1),
+            &samples(5.0, 5, 2),
+            0.10,
+        );
+        assert_eq!(v, Verdict::Improvement);
+        // 0 % loss both times: same, not NaN trouble.
+        let (_, _, v) = decide(Better::Lower, &[0.0; 5], &[0.0; 5], 0.10);
+        assert_eq!(v, Verdict::Same);
+        let (_, _, v) = decide(Better::Lower, &[0.0; 5], &[5.0, 5.2, 4.9, 5.1, 5.0], 0.10);
+        assert_eq!(v, Verdict::Regression);
+    }
+
+    fn results(values: &[(&str, f64)]) -> Results {
+        let mut samples = Vec::new();
+        for (figure, center) in values {
+            for (i, v) in self::samples(*center, 5, 3).into_iter().enumerate() {
+                samples.push(Sample {
+                    figure: figure.to_string(),
+                    tech: "nftables".into(),
+                    n: 1000,
+                    repeat: i as u32,
+                    position: String::new(),
+                    value: v,
+                    unit: String::new(),
+                });
+            }
+        }
+        Results {
+            schema: SCHEMA,
+            meta: RunMeta::default(),
+            samples,
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn whole_files_gate() {
+        let base = results(&[("services.add-one", 10.0), ("services.crr-rate", 900.0)]);
+        let same = compare(&base, &base, DEFAULT_THRESHOLD);
+        assert_eq!(same.len(), 2);
+        assert!(!has_regression(&same));
+        let worse = results(&[("services.add-one", 30.0), ("services.crr-rate", 880.0)]);
+        let rows = compare(&base, &worse, DEFAULT_THRESHOLD);
+        assert!(has_regression(&rows));
+        let t = table(&rows);
+        assert!(
+            t.lines()
+                .nth(2)
+                .unwrap()
+                .starts_with("| REGRESSION | services.add-one"),
+            "{t}"
+        );
+    }
+}

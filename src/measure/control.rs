@@ -1,0 +1,228 @@
+//! Control plane: how long a technology takes to load N services (or
+//! rules) from empty and to add / delete / change one with N present, and
+//! the kernel memory the ruleset costs. Every time is the guest-side
+//! elapsed time of the renderer's steps (`steps::run_steps`).
+
+use super::guest::{self, KernelMemory};
+use super::{Recorder, Setting};
+use crate::steps::{run_steps, total_ns};
+use crate::tech::{self, Tech};
+use crate::vm::Vm;
+use crate::workload::{Endpoint, Rule, Services, UpdateOp, Workload};
+use anyhow::{Context, Result};
+
+/// Where in the list an update lands: the positions differ for linear
+/// layouts (iptables walks or rewrites from the start) and should not for
+/// hashed ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    First,
+    Middle,
+    Last,
+}
+
+impl Position {
+    pub const ALL: [Position; 3] = [Position::First, Position::Middle, Position::Last];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Position::First => "first",
+            Position::Middle => "middle",
+            Position::Last => "last",
+        }
+    }
+
+    /// Index of this position in a list of `len` items (len > 0).
+    pub fn index(self, len: usize) -> usize {
+        match self {
+            Position::First => 0,
+            Position::Middle => len / 2,
+            Position::Last => len.saturating_sub(1),
+        }
+    }
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+/// Reset, then push the full workload; returns (guest ns, kernel memory delta).
+pub fn full_load(vm: &mut Vm, tech: Tech, workload: &Workload) -> Result<(u64, KernelMemory)> {
+    guest::reset(vm).context("resetting the guest before a full load")?;
+    let before = guest::kernel_memory(vm).context("reading /proc/meminfo")?;
+    let steps = tech::render_workload(tech, workload)?;
+    let ns = total_ns(&run_steps(vm, tech, &steps)?);
+    let after = guest::kernel_memory(vm).context("reading /proc/meminfo")?;
+    let delta = KernelMemory {
+        slab_kib: after.slab_kib - before.slab_kib,
+        vmalloc_kib: after.vmalloc_kib - before.vmalloc_kib,
+        percpu_kib: after.percpu_kib - before.percpu_kib,
+    };
+    Ok((ns, delta))
+}
+
+/// Push one update; the model moves along so the next render is relative
+/// to what the guest now holds. Returns guest ns.
+pub fn update(vm: &mut Vm, tech: Tech, model: &mut Workload, op: &UpdateOp) -> Result<u64> {
+    let steps = tech::render_update(tech, model, op).with_context(|| op.describe())?;
+    let ns = total_ns(&run_steps(vm, tech, &steps)?);
+    model.apply(op).with_context(|| op.describe())?;
+    Ok(ns)
+}
+
+/// The backend window after `backends`, so a change really changes the
+/// DNAT targets (and stays inside the served namespaces).
+pub fn shifted_backends(backends: &[Endpoint]) -> Vec<Endpoint> {
+    let pool = usize::from(guest::BACKENDS);
+    backends
+        .iter()
+        .map(|e| {
+            let k = crate::workload::topology::backend_index(e.ip).unwrap_or(0);
+            Endpoint::new(
+                crate::workload::topology::backend_addr((k + 1) % pool),
+                e.port,
+            )
+        })
+        .collect()
+}
+
+/// Full loads (`repeats` times, each from empty), then updates at every
+/// position. Leaves the guest holding the model it returns.
+pub fn services(
+    vm: &mut Vm,
+    setting: &Setting,
+    services: &Services,
+    rec: &mut Recorder,
+) -> Result<Workload> {
+    use super::figures::*;
+    let tech = setting.tech;
+    let workload = Workload::Services(services.clone());
+    for r in 0..setting.repeats {
+        let (ns, mem) = full_load(vm, tech, &workload)?;
+        rec.push(&SVC_FULL_LOAD, setting, r, "", ms(ns));
+        rec.push(&SVC_MEMORY, setting, r, "", mem.total_kib() as f64);
+    }
+    let mut model = workload;
+    for r in 0..setting.repeats {
+        let Workload::Services(current) = &model else {
+            unreachable!()
+        };
+        if current.services.is_empty() {
+            // Nothing to delete or change at N = 0: add one and take it away.
+            let extra = setting.extra_service(0);
+            let ns = update(vm, tech, &mut model, &UpdateOp::AddService(extra.clone()))?;
+            rec.push(&SVC_ADD, setting, r, "last", ms(ns));
+            update(
+                vm,
+                tech,
+                &mut model,
+                &UpdateOp::DeleteService { name: extra.name },
+            )?;
+            continue;
+        }
+        for pos in Position::ALL {
+            let Workload::Services(current) = &model else {
+                unreachable!()
+            };
+            let target = current.services[pos.index(current.services.len())].clone();
+            let change = UpdateOp::ChangeBackends {
+                name: target.name.clone(),
+                backends: shifted_backends(&target.backends),
+            };
+            let ns = update(vm, tech, &mut model, &change)?;
+            rec.push(&SVC_CHANGE, setting, r, pos.name(), ms(ns));
+            // Back to the original backends (untimed): the data plane runs
+            // on the generated workload.
+            let restore = UpdateOp::ChangeBackends {
+                name: target.name.clone(),
+                backends: target.backends.clone(),
+            };
+            update(vm, tech, &mut model, &restore)?;
+            let ns = update(
+                vm,
+                tech,
+                &mut model,
+                &UpdateOp::DeleteService {
+                    name: target.name.clone(),
+                },
+            )?;
+            rec.push(&SVC_DELETE, setting, r, pos.name(), ms(ns));
+            // Re-adding appends: a new service always goes after the others,
+            // as kube-proxy's layouts do.
+            let ns = update(vm, tech, &mut model, &UpdateOp::AddService(target))?;
+            rec.push(&SVC_ADD, setting, r, "last", ms(ns));
+        }
+    }
+    Ok(model)
+}
+
+/// Firewall counterpart: full loads, then insert + delete one rule at the
+/// first, middle and last filler position.
+pub fn firewall(
+    vm: &mut Vm,
+    setting: &Setting,
+    workload: &Workload,
+    extra_rule: Rule,
+    rec: &mut Recorder,
+) -> Result<Workload> {
+    use super::figures::*;
+    let tech = setting.tech;
+    for r in 0..setting.repeats {
+        let (ns, mem) = full_load(vm, tech, workload)?;
+        rec.push(&FW_FULL_LOAD, setting, r, "", ms(ns));
+        rec.push(&FW_MEMORY, setting, r, "", mem.total_kib() as f64);
+    }
+    let mut model = workload.clone();
+    for r in 0..setting.repeats {
+        for pos in Position::ALL {
+            // Positions among the N filler rules (the matching rules follow).
+            let index = if setting.n == 0 {
+                0
+            } else {
+                pos.index(setting.n as usize + 1)
+            };
+            let ns = update(
+                vm,
+                tech,
+                &mut model,
+                &UpdateOp::InsertRule {
+                    index,
+                    rule: extra_rule,
+                },
+            )?;
+            rec.push(&FW_ADD, setting, r, pos.name(), ms(ns));
+            let ns = update(vm, tech, &mut model, &UpdateOp::DeleteRule { index })?;
+            rec.push(&FW_DELETE, setting, r, pos.name(), ms(ns));
+        }
+    }
+    Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::topology::backend_addr;
+
+    #[test]
+    fn positions() {
+        assert_eq!(Position::First.index(10), 0);
+        assert_eq!(Position::Middle.index(10), 5);
+        assert_eq!(Position::Last.index(10), 9);
+        assert_eq!(Position::Last.index(1), 0);
+    }
+
+    #[test]
+    fn shifted_backends_stay_in_the_pool() {
+        let b = vec![
+            Endpoint::new(backend_addr(3), 8080),
+            Endpoint::new(backend_addr(0), 8080),
+        ];
+        assert_eq!(
+            shifted_backends(&b),
+            vec![
+                Endpoint::new(backend_addr(0), 8080),
+                Endpoint::new(backend_addr(1), 8080)
+            ]
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! The catalogue of figures a bench run produces: one id per measured
+//! quantity, with its unit and which direction is better. `compare` reads
+//! the direction, the report reads titles and units.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Better {
+    Lower,
+    Higher,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Figure {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub unit: &'static str,
+    pub better: Better,
+}
+
+const fn lower(id: &'static str, title: &'static str, unit: &'static str) -> Figure {
+    Figure {
+        id,
+        title,
+        unit,
+        better: Better::Lower,
+    }
+}
+
+const fn higher(id: &'static str, title: &'static str, unit: &'static str) -> Figure {
+    Figure {
+        id,
+        title,
+        unit,
+        better: Better::Higher,
+    }
+}
+
+pub const BOOT: Figure = lower(
+    "guest.boot-to-first-command",
+    "boot to first guest command (host clock)",
+    "s",
+);
+
+pub const SVC_FULL_LOAD: Figure = lower(
+    "services.full-load",
+    "services: full load of N from empty",
+    "ms",
+);
+pub const SVC_ADD: Figure = lower("services.add-one", "services: add one with N present", "ms");
+pub const SVC_DELETE: Figure = lower(
+    "services.delete-one",
+    "services: delete one with N present",
+    "ms",
+);
+pub const SVC_CHANGE: Figure = lower(
+    "services.change-one",
+    "services: change one service's backends",
+    "ms",
+);
+pub const SVC_MEMORY: Figure = lower(
+    "services.kernel-memory",
+    "services: kernel memory of the ruleset (slab + vmalloc + percpu delta)",
+    "KiB",
+);
+pub const SVC_CRR: Figure = higher(
+    "services.crr-rate",
+    "services: new TCP connections per second (connect/answer/close)",
+    "conn/s",
+);
+pub const SVC_P50: Figure = lower(
+    "services.connect-p50",
+    "services: connect latency p50",
+    "us",
+);
+pub const SVC_P90: Figure = lower(
+    "services.connect-p90",
+    "services: connect latency p90",
+    "us",
+);
+pub const SVC_P99: Figure = lower(
+    "services.connect-p99",
+    "services: connect latency p99",
+    "us",
+);
+pub const SVC_TCP: Figure = higher(
+    "services.iperf-tcp",
+    "services: iperf3 TCP bandwidth through a VIP (one stream)",
+    "Mbit/s",
+);
+pub const SVC_UDP_LOSS: Figure = lower(
+    "services.iperf-udp-loss",
+    "services: iperf3 UDP loss at a fixed rate through a VIP",
+    "%",
+);
+
+pub const FW_FULL_LOAD: Figure = lower(
+    "firewall.full-load",
+    "firewall: full load of N rules from empty",
+    "ms",
+);
+pub const FW_ADD: Figure = lower(
+    "firewall.add-one",
+    "firewall: insert one rule with N present",
+    "ms",
+);
+pub const FW_DELETE: Figure = lower(
+    "firewall.delete-one",
+    "firewall: delete one rule with N present",
+    "ms",
+);
+pub const FW_MEMORY: Figure = lower(
+    "firewall.kernel-memory",
+    "firewall: kernel memory of the ruleset",
+    "KiB",
+);
+pub const FW_CRR: Figure = higher(
+    "firewall.crr-rate.conntrack",
+    "firewall: new connections/s, N rules before the match (conntrack on)",
+    "conn/s",
+);
+pub const FW_P50: Figure = lower(
+    "firewall.connect-p50.conntrack",
+    "firewall: connect p50, N rules before the match (conntrack on)",
+    "us",
+);
+pub const FW_TCP: Figure = higher(
+    "firewall.iperf-tcp.conntrack",
+    "firewall: iperf3 TCP, N rules before the match (conntrack on)",
+    "Mbit/s",
+);
+pub const FW_CRR_NOTRACK: Figure = higher(
+    "firewall.crr-rate.notrack",
+    "firewall: new connections/s, N rules before the match (NOTRACK)",
+    "conn/s",
+);
+pub const FW_P50_NOTRACK: Figure = lower(
+    "firewall.connect-p50.notrack",
+    "firewall: connect p50, N rules before the match (NOTRACK)",
+    "us",
+);
+pub const FW_TCP_NOTRACK: Figure = higher(
+    "firewall.iperf-tcp.notrack",
+    "firewall: iperf3 TCP, N rules before the match (NOTRACK: every packet walks the rules)",
+    "Mbit/s",
+);
+
+pub const ALL: &[Figure] = &[
+    BOOT,
+    SVC_FULL_LOAD,
+    SVC_ADD,
+    SVC_DELETE,
+    SVC_CHANGE,
+    SVC_MEMORY,
+    SVC_CRR,
+    SVC_P50,
+    SVC_P90,
+    SVC_P99,
+    SVC_TCP,
+    SVC_UDP_LOSS,
+    FW_FULL_LOAD,
+    FW_ADD,
+    FW_DELETE,
+    FW_MEMORY,
+    FW_CRR,
+    FW_P50,
+    FW_TCP,
+    FW_CRR_NOTRACK,
+    FW_P50_NOTRACK,
+    FW_TCP_NOTRACK,
+];
+
+/// The catalogue entry of a figure id (results files may carry ids a newer
+/// or older rulebench knows; those get a neutral lower-is-better entry).
+pub fn lookup(id: &str) -> Figure {
+    ALL.iter().copied().find(|f| f.id == id).unwrap_or(Figure {
+        id: "unknown",
+        title: "unknown figure",
+        unit: "",
+        better: Better::Lower,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_known() {
+        let mut ids: Vec<&str> = ALL.iter().map(|f| f.id).collect();
+        ids.sort_unstable();
+        let before = ids.len();
+        ids.dedup();
+        assert_eq!(ids.len(), before);
+        assert_eq!(lookup("services.crr-rate").better, Better::Higher);
+        assert_eq!(lookup("nope").id, "unknown");
+    }
+}

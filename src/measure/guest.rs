@@ -1,0 +1,150 @@
+//! Guest preparation shared by every measurement: the namespace topology
+//! with identity servers, iperf3 servers, resetting state between
+//! technologies, and reading the kernel's memory counters.
+
+use crate::steps::{run_steps, StepError};
+use crate::tech::{self, Step, Tech};
+use crate::topo::{Topology, SPARE_PORT};
+use crate::vm::{Vm, VmError};
+use crate::workload::topology::BACKEND_PORT;
+
+/// Backend namespaces every measurement workload uses (the generators'
+/// pool is max(B, 4)).
+pub const BACKENDS: u8 = 4;
+/// iperf3 server port in backend 0; the measurement workloads route a
+/// VIP (services) or a rule (firewall) to it.
+pub const IPERF_PORT: u16 = 5201;
+/// nftables table carrying the NOTRACK variant's raw-priority rule.
+pub const NOTRACK_TABLE: &str = "ip rulebench_notrack";
+
+/// Build the namespaces, start identity servers on the backend and spare
+/// ports and one iperf3 server in backend 0.
+pub fn prepare(vm: &mut Vm) -> Result<Topology, VmError> {
+    let topology = Topology::with_backends(BACKENDS, &[BACKEND_PORT, SPARE_PORT]);
+    topology.setup(vm)?;
+    vm.spawn(
+        &[
+            "ip",
+            "netns",
+            "exec",
+            "be0",
+            "iperf3",
+            "-s",
+            "-p",
+            &IPERF_PORT.to_string(),
+        ],
+        "/tmp/iperf3-server.log",
+    )?;
+    // Wait until iperf3 listens: a LISTEN (0A) socket on the port in
+    // be0's /proc/net/tcp (iperf3 has no readiness signal of its own).
+    let probe = format!(
+        "for i in $(seq 100); do ip netns exec be0 cat /proc/net/tcp6 /proc/net/tcp 2>/dev/null | grep -q ':{IPERF_PORT:04X} 0\\+:0000 0A' && exit 0; sleep 0.1; done; cat /tmp/iperf3-server.log; exit 1"
+    );
+    vm.sh(&probe)?;
+    Ok(topology)
+}
+
+/// Order matters: IPVS's reset empties the legacy nat table that refers to
+/// its ipsets before destroying them.
+const RESET_ORDER: [Tech; 4] = [
+    Tech::Ipvs,
+    Tech::IptablesLegacy,
+    Tech::IptablesNft,
+    Tech::Nftables,
+];
+
+/// Every technology's state gone, the NOTRACK table gone, conntrack empty:
+/// one technology's entries must not serve the next one's connections.
+pub fn reset(vm: &mut Vm) -> Result<(), StepError> {
+    for tech in RESET_ORDER {
+        run_steps(vm, tech, &tech::reset_steps(tech))?;
+    }
+    run_steps(vm, Tech::Nftables, &[notrack_off(), flush_conntrack()])?;
+    Ok(())
+}
+
+/// `conntrack -F` exits 1 on an empty table on some versions.
+pub fn flush_conntrack() -> Step {
+    Step::new(&["conntrack", "-F"]).tolerant()
+}
+
+/// Connection tracking off for every packet (the NOTRACK variant of the
+/// firewall family): a raw-priority prerouting chain with `notrack`.
+pub fn notrack_on() -> Step {
+    Step::with_stdin(
+        &tech::nftables::LOAD_ARGV,
+        format!(
+            "add table {NOTRACK_TABLE}\n\
+             add chain {NOTRACK_TABLE} prerouting {{ type filter hook prerouting priority -300 ; }}\n\
+             add chain {NOTRACK_TABLE} output {{ type filter hook output priority -300 ; }}\n\
+             add rule {NOTRACK_TABLE} prerouting notrack\n\
+             add rule {NOTRACK_TABLE} output notrack\n"
+        ),
+    )
+}
+
+/// Removes the NOTRACK table; fine when it does not exist.
+pub fn notrack_off() -> Step {
+    Step::with_stdin(
+        &tech::nftables::LOAD_ARGV,
+        format!("table {NOTRACK_TABLE}\ndelete table {NOTRACK_TABLE}\n"),
+    )
+}
+
+/// Kernel memory counters (KiB) that a ruleset's objects land in:
+/// x_tables blobs are vmalloc'd, nftables objects, IPVS services and
+/// ipset entries are slab, x_tables counters are per-CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KernelMemory {
+    pub slab_kib: i64,
+    pub vmalloc_kib: i64,
+    pub percpu_kib: i64,
+}
+
+impl KernelMemory {
+    pub fn total_kib(&self) -> i64 {
+        self.slab_kib + self.vmalloc_kib + self.percpu_kib
+    }
+}
+
+pub fn parse_meminfo(text: &str) -> KernelMemory {
+    let field = |name: &str| -> i64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    KernelMemory {
+        slab_kib: field("Slab"),
+        vmalloc_kib: field("VmallocUsed"),
+        percpu_kib: field("Percpu"),
+    }
+}
+
+/// Read the counters after dropping caches, so dentry / page-cache noise
+/// from the loader process does not count as ruleset memory.
+pub fn kernel_memory(vm: &mut Vm) -> Result<KernelMemory, VmError> {
+    let text = vm.sh("sync; echo 3 > /proc/sys/vm/drop_caches; cat /proc/meminfo")?;
+    Ok(parse_meminfo(&text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meminfo_fields() {
+        let text = "MemTotal:        1000 kB\nSlab:              120 kB\nSReclaimable:  5 kB\nVmallocUsed:      30 kB\nPercpu:            8 kB\n";
+        let m = parse_meminfo(text);
+        assert_eq!(
+            m,
+            KernelMemory {
+                slab_kib: 120,
+                vmalloc_kib: 30,
+                percpu_kib: 8
+            }
+        );
+        assert_eq!(m.total_kib(), 158);
+        assert_eq!(parse_meminfo(""), KernelMemory::default());
+    }
+}

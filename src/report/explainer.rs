@@ -1,0 +1,126 @@
+//! The architecture write-up, one section per technology: each claim is
+//! followed by the measurement of this run that shows (or contradicts) it.
+
+use super::growth_line;
+use crate::results::Results;
+
+/// (figure, what the claim predicts) pairs backing one claim.
+struct Claim {
+    text: &'static str,
+    evidence: &'static [&'static str],
+}
+
+struct Section {
+    tech: &'static str,
+    heading: &'static str,
+    claims: &'static [Claim],
+}
+
+const SECTIONS: &[Section] = &[
+    Section {
+        tech: "iptables-legacy",
+        heading: "iptables (legacy x_tables)",
+        claims: &[
+            Claim {
+                text: "Rules live in tables (nat, filter) hooked into PREROUTING / FORWARD / OUTPUT. kube-proxy's KUBE-SERVICES chain holds one rule per service and is walked top to bottom: a new connection's first packet is compared against every rule before its own, and a miss against all of them. Expect connect latency to grow with N and the connection rate to fall.",
+                evidence: &["services.connect-p50", "services.crr-rate"],
+            },
+            Claim {
+                text: "conntrack remembers the NAT decision, so the packets after the first skip the nat table: one long iperf3 stream barely sees N.",
+                evidence: &["services.iperf-tcp"],
+            },
+            Claim {
+                text: "The table is one blob: iptables-restore rewrites and the kernel replaces the whole table for any change, so adding one service costs time proportional to N.",
+                evidence: &["services.add-one", "services.full-load"],
+            },
+            Claim {
+                text: "As a firewall with the matching rule after N others, every new connection walks all N; with NOTRACK every packet does, which is where bandwidth collapses.",
+                evidence: &["firewall.crr-rate.conntrack", "firewall.iperf-tcp.notrack"],
+            },
+        ],
+    },
+    Section {
+        tech: "iptables-nft",
+        heading: "iptables-nft (iptables syntax on nf_tables)",
+        claims: &[
+            Claim {
+                text: "Same rules, translated to nf_tables rules in linear chains (no sets or maps), so the per-packet walk is still linear in N.",
+                evidence: &["services.connect-p50", "firewall.crr-rate.conntrack"],
+            },
+            Claim {
+                text: "Changes go through nf_tables transactions instead of a whole-table replace, but iptables-nft-restore still reads and compares the existing ruleset, so loads are slow.",
+                evidence: &["services.full-load", "services.add-one"],
+            },
+        ],
+    },
+    Section {
+        tech: "nftables",
+        heading: "nftables (kube-proxy's nftables layout; set-based firewall)",
+        claims: &[
+            Claim {
+                text: "One rule looks the destination up in a verdict map (`ip daddr . meta l4proto . th dport vmap @service-ips`): a hash lookup whatever N, so connect latency and connection rate should stay roughly flat.",
+                evidence: &["services.connect-p50", "services.crr-rate"],
+            },
+            Claim {
+                text: "Adding a service is a small transaction (a map element and its chains), independent of N.",
+                evidence: &["services.add-one"],
+            },
+            Claim {
+                text: "As a firewall the rules become set elements matched by one rule, so N filler rules cost a lookup, not a walk.",
+                evidence: &["firewall.crr-rate.conntrack", "firewall.iperf-tcp.notrack"],
+            },
+        ],
+    },
+    Section {
+        tech: "nftables-linear",
+        heading: "nftables with one rule per filter rule",
+        claims: &[Claim {
+            text: "nftables does not make linear rule lists fast by itself: one rule per filter rule is walked like iptables.",
+            evidence: &["firewall.crr-rate.conntrack", "firewall.iperf-tcp.notrack"],
+        }],
+    },
+    Section {
+        tech: "ipvs",
+        heading: "IPVS (kube-proxy's IPVS mode)",
+        claims: &[
+            Claim {
+                text: "Virtual services live in a kernel hash table keyed by address, port and protocol; a scheduler (rr here) picks the real server. Lookup cost does not depend on N.",
+                evidence: &["services.connect-p50", "services.crr-rate"],
+            },
+            Claim {
+                text: "ipvsadm adds one virtual service with one netlink call: add-one stays flat.",
+                evidence: &["services.add-one"],
+            },
+        ],
+    },
+    Section {
+        tech: "ebpf",
+        heading: "eBPF (tc programs and maps)",
+        claims: &[Claim {
+            text: "A tc program looks the service up in a BPF hash map and rewrites the packet itself: per-packet cost independent of N, updates are single map writes.",
+            evidence: &["services.connect-p50", "services.add-one"],
+        }],
+    },
+];
+
+pub fn markdown(results: &Results) -> String {
+    let mut out = String::from("## How each technology works, and what this run measured\n\n");
+    for section in SECTIONS {
+        out += &format!("### {}\n\n", section.heading);
+        if !results.samples.iter().any(|s| s.tech == section.tech) {
+            out += "_Not measured in this run._\n\n";
+            continue;
+        }
+        for claim in section.claims {
+            out += &format!("- {}\n", claim.text);
+            for figure in claim.evidence {
+                out += &format!(
+                    "  - measured: {}\n",
+                    growth_line(results, figure, section.tech)
+                );
+            }
+        }
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,211 @@
+//! One bench run's results: schema-versioned JSON with the run's context
+//! (image, kernel, accel, host, QEMU, rulebench revision) and every sample,
+//! plus a flat CSV export. `compare` and `report` read only this.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Bumped on any incompatible change. 1 was the boot-time-only
+/// `foundation.json`.
+pub const SCHEMA: u32 = 2;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    pub schema: u32,
+    pub meta: RunMeta,
+    pub samples: Vec<Sample>,
+    /// Things that went wrong or were skipped, in words (kept in the file so
+    /// a report never silently omits a figure).
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RunMeta {
+    pub image: String,
+    pub image_sha256: String,
+    pub kernel: String,
+    /// "kvm" or "tcg".
+    pub accel: String,
+    pub host_cpu: String,
+    pub qemu_version: String,
+    pub rulebench_revision: String,
+    pub started_unix: u64,
+    pub duration_seconds: f64,
+    pub sizes: Vec<u64>,
+    pub techs: Vec<String>,
+    pub families: Vec<String>,
+    pub repeats: u32,
+    pub guest_vcpus: u32,
+    pub guest_memory_mb: u32,
+}
+
+/// One measured value. `position` is where in the ruleset an update
+/// happened (first / middle / last), empty for other figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub figure: String,
+    pub tech: String,
+    pub n: u64,
+    pub repeat: u32,
+    #[serde(default)]
+    pub position: String,
+    pub value: f64,
+    pub unit: String,
+}
+
+/// Samples of one figure for one technology at one size.
+pub type SeriesKey = (String, String, u64);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("reading results {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("results {path} are not valid JSON of this schema: {source}")]
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("results {path} have schema {found}, this rulebench reads schema {SCHEMA}")]
+    Schema { path: String, found: u32 },
+}
+
+impl Results {
+    pub fn load(path: &Path) -> Result<Results, ResultsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ResultsError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_json(&text, &path.display().to_string())
+    }
+
+    pub fn from_json(text: &str, origin: &str) -> Result<Results, ResultsError> {
+        // Check the version before the shape so an old file gets the clear error.
+        let probe: serde_json::Value =
+            serde_json::from_str(text).map_err(|source| ResultsError::Parse {
+                path: origin.to_string(),
+                source,
+            })?;
+        let found = probe.get("schema").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+        if found != SCHEMA {
+            return Err(ResultsError::Schema {
+                path: origin.to_string(),
+                found,
+            });
+        }
+        serde_json::from_value(probe).map_err(|source| ResultsError::Parse {
+            path: origin.to_string(),
+            source,
+        })
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("results serialize")
+    }
+
+    /// All samples grouped by (figure, tech, n), values in file order.
+    pub fn series(&self) -> BTreeMap<SeriesKey, Vec<f64>> {
+        let mut out: BTreeMap<SeriesKey, Vec<f64>> = BTreeMap::new();
+        for s in &self.samples {
+            out.entry((s.figure.clone(), s.tech.clone(), s.n))
+                .or_default()
+                .push(s.value);
+        }
+        out
+    }
+
+    /// Flat CSV, one sample per line.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from("figure,tech,n,repeat,position,value,unit\n");
+        for s in &self.samples {
+            out += &format!(
+                "{},{},{},{},{},{},{}\n",
+                csv_field(&s.figure),
+                csv_field(&s.tech),
+                s.n,
+                s.repeat,
+                csv_field(&s.position),
+                s.value,
+                csv_field(&s.unit)
+            );
+        }
+        out
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn small() -> Results {
+        Results {
+            schema: SCHEMA,
+            meta: RunMeta {
+                image: "bullseye-5.10".into(),
+                accel: "tcg".into(),
+                sizes: vec![0, 100],
+                repeats: 2,
+                ..RunMeta::default()
+            },
+            samples: vec![
+                Sample {
+                    figure: "services.add-one".into(),
+                    tech: "nftables".into(),
+                    n: 100,
+                    repeat: 0,
+                    position: "first".into(),
+                    value: 12.5,
+                    unit: "ms".into(),
+                },
+                Sample {
+                    figure: "services.add-one".into(),
+                    tech: "nftables".into(),
+                    n: 100,
+                    repeat: 1,
+                    position: "last, really".into(),
+                    value: 13.0,
+                    unit: "ms".into(),
+                },
+            ],
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let r = small();
+        let back = Results::from_json(&r.to_json(), "test").unwrap();
+        assert_eq!(back, r);
+        let series = back.series();
+        assert_eq!(
+            series[&("services.add-one".into(), "nftables".into(), 100)],
+            vec![12.5, 13.0]
+        );
+    }
+
+    #[test]
+    fn wrong_schema_is_named() {
+        let err = Results::from_json(r#"{"schema": 1, "image": "x"}"#, "old.json").unwrap_err();
+        assert!(err.to_string().contains("schema 1"), "{err}");
+    }
+
+    #[test]
+    fn csv_quotes_commas() {
+        let csv = small().to_csv();
+        assert_eq!(csv.lines().count(), 3);
+        assert!(csv.contains("\"last, really\""), "{csv}");
+        assert!(csv.starts_with("figure,tech,n,repeat,position,value,unit\n"));
+    }
+}
