@@ -22,7 +22,8 @@ fn names_line(tech: Tech, message: &str, line: usize) -> bool {
         Tech::Ipvs => {
             message.contains(&format!("line: {line}")) || message.contains(&format!("line {line}"))
         }
-        _ => false,
+        // serde_json: "trailing characters at line N column 1".
+        Tech::Ebpf => message.contains(&format!("line {line}")),
     }
 }
 

@@ -25,6 +25,16 @@ struct Budget {
     large: u64,
     min: Option<f64>,
     max: Option<f64>,
+    /// The budget only means something from this N on (below it the effect
+    /// is smaller than TCG's noise); skipped, with the reason printed, when
+    /// RULEBENCH_BUDGET_N does not reach it.
+    requires_n: Option<u64>,
+}
+
+impl Budget {
+    fn active(&self) -> bool {
+        self.requires_n.is_none_or(|n| scaled(self.large) >= n)
+    }
 }
 
 fn budgets() -> Vec<Budget> {
@@ -97,7 +107,20 @@ fn measure_budget_figures(
 
 #[test]
 fn budgets_hold() {
-    let budgets = budgets();
+    let (budgets, skipped): (Vec<Budget>, Vec<Budget>) =
+        budgets().into_iter().partition(Budget::active);
+    for b in &skipped {
+        eprintln!(
+            "SKIPPED budget {:?}: needs RULEBENCH_BUDGET_N >= {} (at N={} the effect is below TCG noise)",
+            b.name,
+            b.requires_n.unwrap_or_default(),
+            scaled(b.large)
+        );
+    }
+    assert!(
+        !budgets.is_empty(),
+        "every budget was skipped: nothing checked"
+    );
     // Which (tech, N) to measure: the union over all budgets.
     let mut plan: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for b in &budgets {

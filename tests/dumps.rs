@@ -26,6 +26,7 @@ fn normalized_dumps_per_technology_and_fixture() {
         Tech::IptablesNft,
         Tech::Nftables,
         Tech::Ipvs,
+        Tech::Ebpf,
     ] {
         let dump = push::dump(&mut vm, tech).expect("dump after reset");
         insta::assert_snapshot!(format!("after_reset__{tech}"), dump);

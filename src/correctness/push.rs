@@ -11,11 +11,14 @@ use super::CorrectnessError;
 /// Order matters: IPVS's reset empties the legacy nat table that refers to
 /// its ipsets before destroying them. `NftablesLinear` shares the nftables
 /// reset. eBPF joins this list once its loader is in the image.
-const RESET_ORDER: [Tech; 4] = [
+const RESET_ORDER: [Tech; 5] = [
     Tech::Ipvs,
     Tech::IptablesLegacy,
     Tech::IptablesNft,
     Tech::Nftables,
+    // tc programs stay attached until detached: a leftover eBPF firewall
+    // would silently filter the next technology's probes.
+    Tech::Ebpf,
 ];
 
 /// Clean every technology's state and forget tracked connections, so one
@@ -79,7 +82,8 @@ pub fn malformed_line(tech: Tech, workload: &Workload) -> Option<String> {
             )
         }
         Tech::Ipvs => "-A -t 10.96.255.254:99999 -s rr".into(),
-        Tech::Ebpf => return None,
+        // The loader takes one JSON document; a second one is rejected.
+        Tech::Ebpf => r#"{"port": 99999}"#.into(),
     };
     Some(line)
 }
@@ -146,6 +150,6 @@ mod tests {
         assert!(malformed_line(Tech::Nftables, &w)
             .unwrap()
             .contains("kube-proxy"));
-        assert_eq!(malformed_line(Tech::Ebpf, &w), None);
+        assert!(malformed_line(Tech::Ebpf, &w).is_some());
     }
 }

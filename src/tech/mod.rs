@@ -57,6 +57,7 @@ impl Tech {
             Tech::IptablesNft,
             Tech::Nftables,
             Tech::Ipvs,
+            Tech::Ebpf,
         ]
     }
 
@@ -67,6 +68,7 @@ impl Tech {
             Tech::IptablesNft,
             Tech::Nftables,
             Tech::NftablesLinear,
+            Tech::Ebpf,
         ]
     }
 
