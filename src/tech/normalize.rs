@@ -60,6 +60,18 @@ pub fn normalize_iptables_save(dump: &str) -> String {
     }
     let mut out = String::new();
     for (name, (mut chains, mut rules)) in tables {
+        // A table with only built-in chains, ACCEPT policies and no rules
+        // holds nothing; whether it shows up at all depends on which table
+        // modules the kernel has loaded (all of them when built in).
+        let builtin_accept = |c: &String| {
+            c.split_whitespace().nth(1) == Some("ACCEPT")
+                && ["INPUT", "OUTPUT", "FORWARD", "PREROUTING", "POSTROUTING"]
+                    .iter()
+                    .any(|b| c.starts_with(&format!(":{b} ")))
+        };
+        if rules.is_empty() && chains.iter().all(builtin_accept) {
+            continue;
+        }
         chains.sort();
         rules.sort_by(|a, b| a.0.cmp(&b.0));
         out.push('*');

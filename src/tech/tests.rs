@@ -454,7 +454,10 @@ fn large_generated_workloads_render_quickly() {
         let steps = render_services(*tech, &s).unwrap();
         // The eBPF loader takes one JSON document; count its services instead.
         let entries: usize = if *tech == Tech::Ebpf {
-            steps.iter().map(|st| st.stdin.matches("\"vip\"").count()).sum()
+            steps
+                .iter()
+                .map(|st| st.stdin.matches("\"vip\"").count())
+                .sum()
         } else {
             steps.iter().map(|st| st.stdin.lines().count()).sum()
         };

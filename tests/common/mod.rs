@@ -55,3 +55,14 @@ pub fn own_qemu_children() -> Vec<u32> {
         })
         .collect()
 }
+
+/// The kernel release guests of this run should report: the image's own,
+/// unless `RULEBENCH_KERNEL` boots a custom kernel (then only the agent's
+/// answer is known).
+pub fn expected_release(vm: &Vm) -> String {
+    if std::env::var_os(rulebench::vm::KERNEL_ENV).is_some() {
+        vm.kernel_release.clone()
+    } else {
+        image().kernel_release
+    }
+}
