@@ -17,8 +17,9 @@ use super::{push, CorrectnessError};
 
 /// Per-attempt timeout for service probes: an untranslated connection to
 /// an address nobody owns fails fast (unreachable or reset), so this only
-/// bounds a lost packet.
-pub const SERVICE_TIMEOUT_MS: u64 = 1000;
+/// bounds a lost packet. Above TCP's 1 s initial SYN retransmission, so a
+/// first SYN lost on an overloaded host is not mistaken for a wrong verdict.
+pub const SERVICE_TIMEOUT_MS: u64 = 3000;
 /// Per-attempt timeout for firewall probes: a dropped connection costs
 /// exactly this, an accepted one answers in milliseconds even under TCG.
 pub const FIREWALL_TIMEOUT_MS: u64 = 500;
