@@ -300,3 +300,50 @@ pub const EMPTY_TABLES: &str = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0
 
 /// Empty nat table only (what IPVS mode owns).
 pub const EMPTY_NAT: &str = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n";
+
+/// The binaries of one iptables backend. Legacy and nft backends load the
+/// same rule text and differ only in these (and in how they are reset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tools {
+    pub restore: &'static str,
+    pub save: &'static str,
+}
+
+impl Tools {
+    pub fn render_services(self, services: &crate::workload::Services) -> Vec<super::Step> {
+        vec![super::Step::with_stdin(
+            &[self.restore],
+            nat_restore(services),
+        )]
+    }
+
+    pub fn render_firewall(self, fw: &crate::workload::Firewall) -> Vec<super::Step> {
+        vec![super::Step::with_stdin(&[self.restore], filter_restore(fw))]
+    }
+
+    pub fn render_services_update(
+        self,
+        before: &crate::workload::Services,
+        op: &crate::workload::UpdateOp,
+    ) -> Vec<super::Step> {
+        vec![super::Step::with_stdin(
+            &[self.restore, "--noflush"],
+            nat_update(before, op),
+        )]
+    }
+
+    pub fn render_firewall_update(
+        self,
+        before: &crate::workload::Firewall,
+        op: &crate::workload::UpdateOp,
+    ) -> Vec<super::Step> {
+        vec![super::Step::with_stdin(
+            &[self.restore, "--noflush"],
+            filter_update(before, op),
+        )]
+    }
+
+    pub fn dump_commands(self) -> Vec<super::Step> {
+        vec![super::Step::new(&[self.save])]
+    }
+}

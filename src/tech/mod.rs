@@ -137,8 +137,9 @@ fn unsupported(tech: Tech, family: &'static str, reason: &'static str) -> TechEr
 /// technology's state with the given services.
 pub fn render_services(tech: Tech, services: &Services) -> Result<Vec<Step>, TechError> {
     match tech {
-        Tech::IptablesLegacy => Ok(iptables::render_services(services)),
-        Tech::IptablesNft => Ok(iptables_nft::render_services(services)),
+        Tech::IptablesLegacy | Tech::IptablesNft => {
+            Ok(iptables_tools(tech).render_services(services))
+        }
         Tech::Nftables => Ok(nftables::render_services(services)),
         Tech::NftablesLinear => Err(unsupported(
             tech,
@@ -153,8 +154,7 @@ pub fn render_services(tech: Tech, services: &Services) -> Result<Vec<Step>, Tec
 /// Steps that atomically replace this technology's filter state.
 pub fn render_firewall(tech: Tech, fw: &Firewall) -> Result<Vec<Step>, TechError> {
     match tech {
-        Tech::IptablesLegacy => Ok(iptables::render_firewall(fw)),
-        Tech::IptablesNft => Ok(iptables_nft::render_firewall(fw)),
+        Tech::IptablesLegacy | Tech::IptablesNft => Ok(iptables_tools(tech).render_firewall(fw)),
         Tech::Nftables => Ok(nftables::render_firewall(fw)),
         Tech::NftablesLinear => Ok(nftables::render_firewall_linear(fw)),
         Tech::Ipvs => Err(unsupported(tech, "firewall", ipvs::UNSUPPORTED_FIREWALL)),
@@ -182,8 +182,9 @@ pub fn render_services_update(
         .apply(op)
         .map_err(|source| TechError::Update { tech, source })?;
     match tech {
-        Tech::IptablesLegacy => Ok(iptables::render_services_update(before, op)),
-        Tech::IptablesNft => Ok(iptables_nft::render_services_update(before, op)),
+        Tech::IptablesLegacy | Tech::IptablesNft => {
+            Ok(iptables_tools(tech).render_services_update(before, op))
+        }
         Tech::Nftables => Ok(nftables::render_services_update(before, op)),
         Tech::NftablesLinear => render_services(tech, before),
         Tech::Ipvs => Ok(ipvs::render_services_update(before, op)),
@@ -201,8 +202,9 @@ pub fn render_firewall_update(
         .apply(op)
         .map_err(|source| TechError::Update { tech, source })?;
     match tech {
-        Tech::IptablesLegacy => Ok(iptables::render_firewall_update(before, op)),
-        Tech::IptablesNft => Ok(iptables_nft::render_firewall_update(before, op)),
+        Tech::IptablesLegacy | Tech::IptablesNft => {
+            Ok(iptables_tools(tech).render_firewall_update(before, op))
+        }
         Tech::Nftables => Ok(nftables::render_firewall_update(before, op)),
         Tech::NftablesLinear => Ok(nftables::render_firewall_linear_update(before, op)),
         Tech::Ipvs => render_firewall(tech, before),
@@ -221,8 +223,7 @@ pub fn render_update(tech: Tech, before: &Workload, op: &UpdateOp) -> Result<Vec
 /// technology's state.
 pub fn dump_commands(tech: Tech) -> Vec<Step> {
     match tech {
-        Tech::IptablesLegacy => iptables::dump_commands(),
-        Tech::IptablesNft => iptables_nft::dump_commands(),
+        Tech::IptablesLegacy | Tech::IptablesNft => iptables_tools(tech).dump_commands(),
         Tech::Nftables | Tech::NftablesLinear => nftables::dump_commands(),
         Tech::Ipvs => ipvs::dump_commands(),
         Tech::Ebpf => ebpf::dump_commands(),
@@ -233,8 +234,7 @@ pub fn dump_commands(tech: Tech) -> Vec<Step> {
 pub fn normalize(tech: Tech, outputs: &[String]) -> String {
     let first = outputs.first().map(String::as_str).unwrap_or("");
     match tech {
-        Tech::IptablesLegacy => iptables::normalize(first),
-        Tech::IptablesNft => iptables_nft::normalize(first),
+        Tech::IptablesLegacy | Tech::IptablesNft => normalize::normalize_iptables_save(first),
         Tech::Nftables | Tech::NftablesLinear => nftables::normalize(first),
         Tech::Ipvs => ipvs::normalize(outputs),
         Tech::Ebpf => ebpf::normalize(first),
@@ -255,3 +255,12 @@ pub fn reset_steps(tech: Tech) -> Vec<Step> {
 
 #[cfg(test)]
 mod tests;
+
+/// The binaries of an iptables backend (only the two iptables techs have one).
+fn iptables_tools(tech: Tech) -> iptables_layout::Tools {
+    if tech == Tech::IptablesNft {
+        iptables_nft::TOOLS
+    } else {
+        iptables::TOOLS
+    }
+}
