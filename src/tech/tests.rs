@@ -6,26 +6,8 @@ use crate::workload::{Endpoint, Service, Workload};
 /// Two services with two backends each: a plain TCP one and a UDP one
 /// with ClientIP affinity.
 pub(crate) fn sample_services() -> Services {
-    let Workload::Services(s) = Workload::from_toml_str(
-        r#"
-[services]
-[[services.service]]
-name = "web"
-vip = "10.96.0.10"
-port = 80
-proto = "tcp"
-backends = ["10.200.0.2:8080", "10.200.1.2:8080"]
-
-[[services.service]]
-name = "dns"
-vip = "10.96.0.11"
-port = 53
-proto = "udp"
-affinity = "client-ip"
-backends = ["10.200.0.2:8080", "10.200.1.2:8080"]
-"#,
-    )
-    .unwrap() else {
+    let Workload::Services(s) = Workload::from_toml_str(crate::workload::tests::TWO).unwrap()
+    else {
         unreachable!()
     };
     s

@@ -339,4 +339,4 @@ impl FirewallSpec {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -6,7 +6,9 @@ fn err(text: &str) -> String {
     Workload::from_toml_str(text).unwrap_err().to_string()
 }
 
-const TWO: &str = r#"
+/// Two services (one TCP, one UDP with ClientIP affinity), shared with the
+/// renderer tests.
+pub(crate) const TWO: &str = r#"
 [services]
 [[services.service]]
 name = "web"
