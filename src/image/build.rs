@@ -263,7 +263,8 @@ fn symlink(rootfs: &Path, rel: &str, target: &str) -> Result<()> {
 }
 
 /// The files rulebench itself adds to the guest.
-fn add_own_files(spec: &ImageSpec, rootfs: &Path, agent_bytes: &[u8]) -> Result<()> {
+fn add_own_files(spec: &ImageSpec, rootfs: &Path, own: &OwnFiles) -> Result<()> {
+    let agent_bytes = &own.agent_bytes;
     write_file(rootfs, "init", agent_bytes, 0o755)?;
     symlink(rootfs, "usr/local/bin/rulebench-agent", "/init")?;
     let mut early = spec.early_modules.join("\n");
@@ -292,7 +293,7 @@ fn add_own_files(spec: &ImageSpec, rootfs: &Path, agent_bytes: &[u8]) -> Result<
         symlink(rootfs, link, target)?;
     }
     // The eBPF row: loader, compiled programs and the compiler identity.
-    let ebpf = agent::ebpf_bundle(true).context("building the eBPF loader and programs")?;
+    let ebpf = &own.ebpf;
     let loader = std::fs::read(&ebpf.loader)
         .with_context(|| format!("reading {}", ebpf.loader.display()))?;
     write_file(rootfs, "usr/local/bin/rulebench-ebpf", &loader, 0o755)?;
@@ -399,23 +400,38 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Hash of everything rulebench itself puts into an image (agent, eBPF
-/// loader and programs), so a change to any of them rebuilds the image.
-fn own_files_digest(quiet: bool) -> Result<String> {
+/// What rulebench itself puts into an image (agent, eBPF loader and
+/// programs), built once per process: every guest test asks for the image,
+/// and rebuilding (cargo + clang) each time would sit on that path.
+struct OwnFiles {
+    agent_bytes: Vec<u8>,
+    ebpf: agent::EbpfBundle,
+    /// Their hash, part of the image cache key, so a change rebuilds the image.
+    digest: String,
+}
+
+fn own_files(quiet: bool) -> Result<&'static OwnFiles> {
+    static OWN: std::sync::OnceLock<OwnFiles> = std::sync::OnceLock::new();
+    if let Some(own) = OWN.get() {
+        return Ok(own);
+    }
     let agent_path = agent::agent_binary(quiet).context("building the guest agent")?;
     let agent_bytes = std::fs::read(&agent_path)
         .with_context(|| format!("reading guest agent {}", agent_path.display()))?;
     let ebpf = agent::ebpf_bundle(quiet).context("building the eBPF loader and programs")?;
     let ebpf_digest = agent::ebpf_bundle_digest(&ebpf).context("hashing the eBPF bundle")?;
-    Ok(sha256_hex(
-        format!("{}\n{ebpf_digest}", sha256_hex(&agent_bytes)).as_bytes(),
-    ))
+    let digest = sha256_hex(format!("{}\n{ebpf_digest}", sha256_hex(&agent_bytes)).as_bytes());
+    Ok(OWN.get_or_init(|| OwnFiles {
+        agent_bytes,
+        ebpf,
+        digest,
+    }))
 }
 
 /// Whether `build` would be answered from the cache.
 pub fn is_cached(lock: &LockFile) -> bool {
-    own_files_digest(true)
-        .map(|d| read_manifest(&image_dir(lock, &d).join("manifest.json")).is_some())
+    own_files(true)
+        .map(|own| read_manifest(&image_dir(lock, &own.digest).join("manifest.json")).is_some())
         .unwrap_or(false)
 }
 
@@ -443,9 +459,9 @@ pub fn build(lock: &LockFile, quiet: bool) -> Result<BuiltImage> {
             spec.name
         );
     }
-    let digest = own_files_digest(quiet)?;
+    let own = own_files(quiet)?;
     let cache = cache_root();
-    let out_dir = image_dir(lock, &digest);
+    let out_dir = image_dir(lock, &own.digest);
     let manifest = out_dir.join("manifest.json");
     if let Some(image) = read_manifest(&manifest) {
         return Ok(image);
@@ -483,10 +499,7 @@ pub fn build(lock: &LockFile, quiet: bool) -> Result<BuiltImage> {
         std::fs::rename(&merged, root.path().join("lib/modules"))
             .context("moving kernel modules to /lib/modules")?;
     }
-    let agent_path = agent::agent_binary(true).context("building the guest agent")?;
-    let agent_bytes = std::fs::read(&agent_path)
-        .with_context(|| format!("reading guest agent {}", agent_path.display()))?;
-    add_own_files(spec, root.path(), &agent_bytes)?;
+    add_own_files(spec, root.path(), own)?;
     run_depmod(root.path(), &spec.kernel_release)?;
     let mut entries = collect_entries(root.path())?;
     // Rust's runtime aborts when fds 0-2 are closed and /dev/null is missing,
