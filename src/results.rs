@@ -118,6 +118,20 @@ impl Results {
         out
     }
 
+    /// The samples of technology `from` relabelled as `to`, replacing any
+    /// `to` samples: compares a variant (e.g. a deliberately degraded
+    /// renderer) against the reference it stands in for.
+    pub fn with_tech_as(&self, from: &str, to: &str) -> Results {
+        let mut out = self.clone();
+        out.samples.retain(|s| s.tech != to);
+        for s in &mut out.samples {
+            if s.tech == from {
+                s.tech = to.to_string();
+            }
+        }
+        out
+    }
+
     /// Flat CSV, one sample per line.
     pub fn to_csv(&self) -> String {
         let mut out = String::from("figure,tech,n,repeat,position,value,unit\n");
@@ -207,5 +221,21 @@ mod tests {
         assert_eq!(csv.lines().count(), 3);
         assert!(csv.contains("\"last, really\""), "{csv}");
         assert!(csv.starts_with("figure,tech,n,repeat,position,value,unit\n"));
+    }
+
+    #[test]
+    fn a_variant_stands_in_for_its_reference() {
+        let mut r = small();
+        let mut variant = r.samples[0].clone();
+        variant.tech = "nftables-linear".into();
+        variant.value = 99.0;
+        r.samples.push(variant);
+        let as_ref = r.with_tech_as("nftables-linear", "nftables");
+        let series = as_ref.series();
+        assert_eq!(series.len(), 1, "{series:?}");
+        assert_eq!(
+            series[&("services.add-one".into(), "nftables".into(), 100)],
+            vec![99.0]
+        );
     }
 }

@@ -131,3 +131,112 @@ fn firewall_updates() {
         check_ops(&mut session, &base, &ops)
     });
 }
+
+/// Services are added, changed and deleted while a connect loop runs
+/// against a service no op touches: not one of its connections may fail.
+/// An update that rebuilt the whole ruleset non-atomically (or flushed
+/// conntrack, or briefly detached a program) would show up here.
+#[test]
+fn updates_under_traffic_lose_no_connection_to_an_unchanged_service() {
+    use rulebench::measure::data::spawn_load;
+    use rulebench_proto::{LoadPlan, LoadTarget};
+
+    let base = support::fixture("services-small");
+    let Workload::Services(services) = &base else {
+        panic!("services-small is not a services workload")
+    };
+    let ep = |s: &str| s.parse().unwrap();
+    let added = Service {
+        name: "added".into(),
+        vip: "10.96.0.20".parse().unwrap(),
+        port: 80,
+        proto: rulebench::workload::Proto::Tcp,
+        affinity: None,
+        backends: vec![ep("10.200.0.2:8080"), ep("10.200.3.2:8080")],
+    };
+    let sticky = services
+        .services
+        .iter()
+        .find(|s| s.name == "sticky")
+        .expect("the fixture has a service `sticky`");
+    // One cycle returns to the base model, so the loop can repeat it.
+    let cycle = [
+        UpdateOp::AddService(added),
+        UpdateOp::ChangeBackends {
+            name: "sticky".into(),
+            backends: vec![ep("10.200.0.2:8080"), ep("10.200.1.2:8080")],
+        },
+        UpdateOp::DeleteService {
+            name: "added".into(),
+        },
+        UpdateOp::ChangeBackends {
+            name: "sticky".into(),
+            backends: sticky.backends.clone(),
+        },
+    ];
+    let mut with_added = services.clone();
+    with_added.apply(&cycle[0]).expect("the op applies");
+    let unchanged = services
+        .services
+        .iter()
+        .find(|s| s.name == "web")
+        .expect("the fixture has a service `web`");
+    let plan = LoadPlan {
+        targets: vec![LoadTarget {
+            addr: unchanged.vip.to_string(),
+            port: unchanged.port,
+            weight: 1,
+        }],
+        duration_ms: 8000,
+        max_connections: 0,
+        concurrency: 1,
+        timeout_ms: 2000,
+        seed: 7,
+    };
+    let mut session = support::session(&[&base, &Workload::Services(with_added)]);
+    for &tech in Tech::for_services() {
+        session
+            .reset()
+            .unwrap_or_else(|e| panic!("{tech}: reset: {e}"));
+        session.load(tech, &base).unwrap_or_else(|e| panic!("{e}"));
+        let load = spawn_load(&mut session.vm, &plan, tech.name())
+            .unwrap_or_else(|e| panic!("{tech}: {e:#}"));
+        let mut model = base.clone();
+        let mut applied = 0usize;
+        while !load
+            .finished(&mut session.vm)
+            .unwrap_or_else(|e| panic!("{tech}: {e:#}"))
+        {
+            let op = &cycle[applied % cycle.len()];
+            session
+                .update(tech, &model, op)
+                .unwrap_or_else(|e| panic!("{tech}: {}: {e}", op.describe()));
+            model.apply(op).expect("the op applies to the model");
+            applied += 1;
+        }
+        let report = load
+            .wait(&mut session.vm)
+            .unwrap_or_else(|e| panic!("{tech}: {e:#}"));
+        eprintln!(
+            "{tech}: {applied} update ops during {} connections to the unchanged service, {} failed, connect p99 {:.1} ms",
+            report.connections,
+            report.failures,
+            report.connect_ns.p99 as f64 / 1e6
+        );
+        assert!(
+            applied >= cycle.len(),
+            "{tech}: only {applied} ops ran while the load ran; the test needs at least one full cycle"
+        );
+        assert!(
+            report.connections > 0,
+            "{tech}: the load made no connection"
+        );
+        assert_eq!(
+            report.failures,
+            0,
+            "{tech}: {} connections to the unchanged service failed during updates (first error: {})",
+            report.failures,
+            report.first_error.as_deref().unwrap_or("none")
+        );
+    }
+}

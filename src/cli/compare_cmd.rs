@@ -16,11 +16,28 @@ pub struct CompareArgs {
     /// Relative change that counts (0.10 = 10 % worse).
     #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
     threshold: f64,
+    /// VARIANT=REFERENCE: read NEW's samples of technology VARIANT as
+    /// REFERENCE (e.g. `nftables-linear=nftables` to gate a linear
+    /// rendering against the set/map one).
+    #[arg(long, value_name = "VARIANT=REFERENCE")]
+    tech_as: Option<String>,
 }
 
 pub fn run(args: CompareArgs) -> Result<()> {
     let base = Results::load(&args.base)?;
-    let new = Results::load(&args.new)?;
+    let mut new = Results::load(&args.new)?;
+    if let Some(spec) = &args.tech_as {
+        let Some((variant, reference)) = spec.split_once('=') else {
+            bail!("--tech-as wants VARIANT=REFERENCE, got {spec:?}");
+        };
+        if !new.samples.iter().any(|s| s.tech == variant) {
+            bail!(
+                "{} has no samples of technology {variant:?}",
+                args.new.display()
+            );
+        }
+        new = new.with_tech_as(variant, reference);
+    }
     let rows = compare::compare(&base, &new, args.threshold);
     if rows.is_empty() {
         bail!(

@@ -13,9 +13,12 @@ pub const AGENT_BIN_ENV: &str = "RULEBENCH_AGENT_BIN";
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 /// Guest crates built static for the image, by package name.
 const GUEST_PACKAGES: [&str; 2] = ["rulebench-agent", "rulebench-ebpf"];
-/// MAX_WORDS variants of the firewall pipeline (64 rules per word); the
-/// loader picks the smallest that holds a ruleset.
-pub const FIREWALL_VARIANT_WORDS: [usize; 5] = [16, 64, 256, 1024, 4096];
+/// MAX_WORDS variants of the firewall pipeline (64 rules per word), by
+/// powers of two so a ruleset's vectors are at most twice the size they
+/// need; the loader picks the smallest variant in the image that holds a
+/// ruleset. 4,096 words (262,144 rules) is past what fits in guest memory
+/// anyway (the vectors grow with rules squared).
+pub const FIREWALL_VARIANT_WORDS: [usize; 9] = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096];
 const CLANG_ENV: &str = "RULEBENCH_CLANG";
 
 #[derive(Debug, thiserror::Error)]

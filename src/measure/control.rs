@@ -49,7 +49,7 @@ fn ms(ns: u64) -> f64 {
 /// Reset, then push the full workload; returns (guest ns, kernel memory delta).
 pub fn full_load(vm: &mut Vm, tech: Tech, workload: &Workload) -> Result<(u64, KernelMemory)> {
     guest::reset(vm).context("resetting the guest before a full load")?;
-    let before = guest::kernel_memory(vm).context("reading /proc/meminfo")?;
+    let before = guest::settled_kernel_memory(vm).context("reading /proc/meminfo")?;
     let steps = tech::render_workload(tech, workload)?;
     let ns = total_ns(&run_steps(vm, tech, &steps)?);
     let after = guest::kernel_memory(vm).context("reading /proc/meminfo")?;

@@ -129,6 +129,72 @@ pub fn run_load(vm: &mut Vm, plan: &LoadPlan) -> Result<LoadReport> {
     Ok(report)
 }
 
+/// A load run started in the background by [`spawn_load`], so the control
+/// plane can change while connections are being made.
+#[derive(Debug)]
+pub struct BackgroundLoad {
+    report_path: String,
+    log_path: String,
+    /// Guest-side duration plus slack; [`BackgroundLoad::wait`] gives up after it.
+    wait_limit: std::time::Duration,
+}
+
+/// Start `rulebench-agent load` detached in the client namespace. The
+/// report is written to a temporary name and renamed when complete, so a
+/// half-written file is never read.
+pub fn spawn_load(vm: &mut Vm, plan: &LoadPlan, tag: &str) -> Result<BackgroundLoad> {
+    let plan_path = format!("/tmp/rulebench-load-{tag}.plan.json");
+    let report_path = format!("/tmp/rulebench-load-{tag}.report.json");
+    let log_path = format!("/tmp/rulebench-load-{tag}.log");
+    vm.put_file(
+        &plan_path,
+        &serde_json::to_vec(plan).expect("plan serializes"),
+        0o644,
+    )
+    .context("writing the load plan into the guest")?;
+    let script = format!(
+        "rm -f {report_path}; ip netns exec {CLIENT_NS} {AGENT} load < {plan_path} > {report_path}.part && mv {report_path}.part {report_path}"
+    );
+    vm.spawn(&["sh", "-c", &script], &log_path)
+        .context("starting `rulebench-agent load` in the background")?;
+    Ok(BackgroundLoad {
+        report_path,
+        log_path,
+        wait_limit: std::time::Duration::from_millis(plan.duration_ms + 60_000),
+    })
+}
+
+impl BackgroundLoad {
+    /// Whether the run has written its report.
+    pub fn finished(&self, vm: &mut Vm) -> Result<bool> {
+        let r = vm
+            .exec(&["test", "-e", &self.report_path])
+            .context("checking for the background load report")?;
+        Ok(r.exit_code == Some(0))
+    }
+
+    /// Wait for the report; every failure stays in it (no threshold here:
+    /// callers that count lost connections want the exact number).
+    pub fn wait(self, vm: &mut Vm) -> Result<LoadReport> {
+        let started = std::time::Instant::now();
+        while !self.finished(vm)? {
+            if started.elapsed() > self.wait_limit {
+                let log = vm.get_file(&self.log_path).unwrap_or_default();
+                bail!(
+                    "the background load wrote no report within {:?}; its log: {}",
+                    self.wait_limit,
+                    String::from_utf8_lossy(&log).trim()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let raw = vm
+            .get_file(&self.report_path)
+            .context("reading the background load report")?;
+        serde_json::from_slice(&raw).context("parsing the background load report")
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct IperfResult {
     pub mbit_per_s: f64,

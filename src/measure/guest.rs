@@ -128,6 +128,25 @@ pub fn kernel_memory(vm: &mut Vm) -> Result<KernelMemory, VmError> {
     Ok(parse_meminfo(&text))
 }
 
+/// Counters once deferred frees from a reset have landed: BPF maps and
+/// programs are released from a workqueue after an RCU grace period, so
+/// right after a reset the previous load still holds its memory, and its
+/// release during the next load would cancel that load's cost (an eBPF
+/// ruleset of 20k rules read as 132 KiB). Waits until the total stops
+/// moving (under 64 KiB between reads 300 ms apart), at most 3 s.
+pub fn settled_kernel_memory(vm: &mut Vm) -> Result<KernelMemory, VmError> {
+    let mut last = kernel_memory(vm)?;
+    for _ in 0..10 {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let now = kernel_memory(vm)?;
+        if (last.total_kib() - now.total_kib()).abs() < 64 {
+            return Ok(now);
+        }
+        last = now;
+    }
+    Ok(last)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

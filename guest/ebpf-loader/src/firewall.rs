@@ -23,8 +23,6 @@ use crate::{attach, pins};
 pub const ENTRY_OBJECT: &str = "firewall_entry.bpf.o";
 pub const ENTRY_PROGRAM: &str = "firewall_ingress";
 pub const PIPELINE_PROGRAM: &str = "firewall_pipeline";
-/// Built variants of the pipeline, by MAX_WORDS (64 rules per word).
-pub const VARIANT_WORDS: [usize; 5] = [16, 64, 256, 1024, 4096];
 const PIPELINE_MAPS: [&str; 8] = [
     "fw_config",
     "fw_src",
@@ -38,6 +36,24 @@ const PIPELINE_MAPS: [&str; 8] = [
 
 pub fn pipeline_object(words: usize) -> String {
     format!("firewall_pipeline_w{words}.bpf.o")
+}
+
+/// MAX_WORDS of the pipeline variants the image carries (the image
+/// builder decides which; the loader only looks).
+fn variants() -> Result<Vec<usize>> {
+    let dir = pins::object_dir();
+    let mut out: Vec<usize> = std::fs::read_dir(&dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("firewall_pipeline_w")?
+                .strip_suffix(".bpf.o")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    out.sort_unstable();
+    Ok(out)
 }
 
 fn state_file() -> PathBuf {
@@ -86,15 +102,13 @@ fn ensure_entry() -> Result<()> {
 
 fn variant_for(rules: usize) -> Result<usize> {
     let words = lbvs::words_for(rules);
-    VARIANT_WORDS
-        .into_iter()
-        .find(|w| *w >= words && pins::object(&pipeline_object(*w)).exists())
-        .with_context(|| {
-            format!(
-                "no firewall pipeline variant in {} holds {rules} rules ({words} bit-vector words)",
-                pins::object_dir().display()
-            )
-        })
+    let built = variants()?;
+    built.iter().copied().find(|w| *w >= words).with_context(|| {
+        format!(
+            "no firewall pipeline variant in {} holds {rules} rules ({words} bit-vector words; built: {built:?})",
+            pins::object_dir().display()
+        )
+    })
 }
 
 fn u32s(v: u32) -> Vec<u8> {
@@ -169,8 +183,14 @@ fn fill(dir: &Path, fw: &FirewallInput, t: &Tables, variant_words: usize) -> Res
 fn build_generation(dir: &Path, fw: &FirewallInput, t: &Tables) -> Result<aya::Ebpf> {
     let words = variant_for(fw.rules.len())?;
     let path = pins::object(&pipeline_object(words));
+    // Sized to this ruleset: the vectors cost rules/8 bytes each and their
+    // number grows with the rules, so a fixed worst-case size would exceed
+    // what the kernel lets one map reserve (E2BIG) long before memory runs out.
+    let vector_slots =
+        u32::try_from(t.vectors.len() + 1).context("more bit vectors than a map can index")?;
     let mut ebpf = EbpfLoader::new()
         .default_map_pin_directory(pins::firewall_dir())
+        .map_max_entries("fw_vectors", vector_slots)
         .load_file(&path)
         .with_context(|| format!("loading {}", path.display()))?;
     let prog: &mut SchedClassifier = ebpf

@@ -7,6 +7,7 @@
 //! ruleset always gives the same ids and the same map dump.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
 
 use crate::model::{ParsedRule, Prefix};
 
@@ -42,10 +43,13 @@ fn or_into(dst: &mut BitVec, src: &BitVec) {
     dst.iter_mut().zip(src).for_each(|(d, s)| *d |= s);
 }
 
+/// Deduplicates vectors. Each is held once (shared by the lookup table
+/// and the id order): at tens of thousands of rules the vectors are
+/// hundreds of MB, and a second copy is what ran the guest out of memory.
 #[derive(Default)]
 struct Interner {
-    ids: HashMap<BitVec, u32>,
-    vectors: Vec<BitVec>,
+    ids: HashMap<Rc<BitVec>, u32>,
+    vectors: Vec<Rc<BitVec>>,
 }
 
 impl Interner {
@@ -53,10 +57,19 @@ impl Interner {
         if let Some(id) = self.ids.get(&v) {
             return *id;
         }
-        self.vectors.push(v.clone());
+        let v = Rc::new(v);
+        self.vectors.push(Rc::clone(&v));
         let id = self.vectors.len() as u32;
         self.ids.insert(v, id);
         id
+    }
+
+    fn into_vectors(self) -> Vec<BitVec> {
+        drop(self.ids);
+        self.vectors
+            .into_iter()
+            .map(|v| Rc::try_unwrap(v).expect("the lookup table is gone"))
+            .collect()
     }
 }
 
@@ -169,7 +182,7 @@ pub fn compile(rules: &[ParsedRule]) -> Tables {
     let (dport, dport_default) = port_field(rules, nwords, |r| r.dport, &mut interner);
     Tables {
         nwords,
-        vectors: interner.vectors,
+        vectors: interner.into_vectors(),
         src,
         dst,
         proto,
