@@ -24,6 +24,13 @@ pub enum Position {
 impl Position {
     pub const ALL: [Position; 3] = [Position::First, Position::Middle, Position::Last];
 
+    /// Position of repeat `r`: the repeats rotate through first, middle
+    /// and last, so R repeats of an op cover all three positions (R ≥ 3)
+    /// at a third of the cost of R at each position.
+    pub fn of_repeat(r: u32) -> Position {
+        Position::ALL[r as usize % Position::ALL.len()]
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Position::First => "first",
@@ -64,10 +71,23 @@ pub fn full_load(vm: &mut Vm, tech: Tech, workload: &Workload) -> Result<(u64, K
 /// One untimed load first: the first load after a reset pays module
 /// loading and cold page cache for the tool's binaries and libraries,
 /// which made the first sample an outlier (CV > 50 % in a trial run).
-fn warm_up(vm: &mut Vm, tech: Tech, workload: &Workload) -> Result<()> {
-    full_load(vm, tech, workload)
+/// A small workload of the same family warms the same things; a full one
+/// at 10k would cost a minute under TCG for nothing.
+fn warm_up(vm: &mut Vm, tech: Tech, small: &Workload) -> Result<()> {
+    full_load(vm, tech, small)
         .map(|_| ())
         .context("warm-up load")
+}
+
+/// Full loads timed per size: every repeat up to 1k, three from 10k on,
+/// where one iptables load takes most of a minute under TCG (three still
+/// give a median and a spread).
+pub fn full_load_repeats(n: u64, repeats: u32) -> u32 {
+    if n >= 10_000 {
+        repeats.min(3)
+    } else {
+        repeats
+    }
 }
 
 /// Push one update; the model moves along so the next render is relative
@@ -106,8 +126,11 @@ pub fn services(
     use super::figures::*;
     let tech = setting.tech;
     let workload = Workload::Services(services.clone());
-    warm_up(vm, tech, &workload)?;
-    for r in 0..setting.repeats {
+    let small = Services {
+        services: services.services.iter().take(100).cloned().collect(),
+    };
+    warm_up(vm, tech, &Workload::Services(small))?;
+    for r in 0..full_load_repeats(setting.n, setting.repeats) {
         let (ns, mem) = full_load(vm, tech, &workload)?;
         rec.push(&SVC_FULL_LOAD, setting, r, "", ms(ns));
         rec.push(&SVC_MEMORY, setting, r, "", mem.total_kib() as f64);
@@ -130,38 +153,33 @@ pub fn services(
             )?;
             continue;
         }
-        for pos in Position::ALL {
-            let Workload::Services(current) = &model else {
-                unreachable!()
-            };
-            let target = current.services[pos.index(current.services.len())].clone();
-            let change = UpdateOp::ChangeBackends {
+        let pos = Position::of_repeat(r);
+        let target = current.services[pos.index(current.services.len())].clone();
+        // The change is not undone: shifted backends are still backends of
+        // the pool, and the data plane only needs the VIPs to answer.
+        let change = UpdateOp::ChangeBackends {
+            name: target.name.clone(),
+            backends: shifted_backends(&target.backends),
+        };
+        let ns = update(vm, tech, &mut model, &change)?;
+        rec.push(&SVC_CHANGE, setting, r, pos.name(), ms(ns));
+        let Workload::Services(current) = &model else {
+            unreachable!()
+        };
+        let target = current.services[pos.index(current.services.len())].clone();
+        let ns = update(
+            vm,
+            tech,
+            &mut model,
+            &UpdateOp::DeleteService {
                 name: target.name.clone(),
-                backends: shifted_backends(&target.backends),
-            };
-            let ns = update(vm, tech, &mut model, &change)?;
-            rec.push(&SVC_CHANGE, setting, r, pos.name(), ms(ns));
-            // Back to the original backends (untimed): the data plane runs
-            // on the generated workload.
-            let restore = UpdateOp::ChangeBackends {
-                name: target.name.clone(),
-                backends: target.backends.clone(),
-            };
-            update(vm, tech, &mut model, &restore)?;
-            let ns = update(
-                vm,
-                tech,
-                &mut model,
-                &UpdateOp::DeleteService {
-                    name: target.name.clone(),
-                },
-            )?;
-            rec.push(&SVC_DELETE, setting, r, pos.name(), ms(ns));
-            // Re-adding appends: a new service always goes after the others,
-            // as kube-proxy's layouts do.
-            let ns = update(vm, tech, &mut model, &UpdateOp::AddService(target))?;
-            rec.push(&SVC_ADD, setting, r, "last", ms(ns));
-        }
+            },
+        )?;
+        rec.push(&SVC_DELETE, setting, r, pos.name(), ms(ns));
+        // Re-adding appends: a new service always goes after the others,
+        // as kube-proxy's layouts do.
+        let ns = update(vm, tech, &mut model, &UpdateOp::AddService(target))?;
+        rec.push(&SVC_ADD, setting, r, "last", ms(ns));
     }
     Ok(model)
 }
@@ -172,39 +190,39 @@ pub fn firewall(
     vm: &mut Vm,
     setting: &Setting,
     workload: &Workload,
+    small: &Workload,
     extra_rule: Rule,
     rec: &mut Recorder,
 ) -> Result<Workload> {
     use super::figures::*;
     let tech = setting.tech;
-    warm_up(vm, tech, workload)?;
-    for r in 0..setting.repeats {
+    warm_up(vm, tech, small)?;
+    for r in 0..full_load_repeats(setting.n, setting.repeats) {
         let (ns, mem) = full_load(vm, tech, workload)?;
         rec.push(&FW_FULL_LOAD, setting, r, "", ms(ns));
         rec.push(&FW_MEMORY, setting, r, "", mem.total_kib() as f64);
     }
     let mut model = workload.clone();
     for r in 0..setting.repeats {
-        for pos in Position::ALL {
-            // Positions among the N filler rules (the matching rules follow).
-            let index = if setting.n == 0 {
-                0
-            } else {
-                pos.index(setting.n as usize + 1)
-            };
-            let ns = update(
-                vm,
-                tech,
-                &mut model,
-                &UpdateOp::InsertRule {
-                    index,
-                    rule: extra_rule,
-                },
-            )?;
-            rec.push(&FW_ADD, setting, r, pos.name(), ms(ns));
-            let ns = update(vm, tech, &mut model, &UpdateOp::DeleteRule { index })?;
-            rec.push(&FW_DELETE, setting, r, pos.name(), ms(ns));
-        }
+        let pos = Position::of_repeat(r);
+        // Positions among the N filler rules (the matching rules follow).
+        let index = if setting.n == 0 {
+            0
+        } else {
+            pos.index(setting.n as usize + 1)
+        };
+        let ns = update(
+            vm,
+            tech,
+            &mut model,
+            &UpdateOp::InsertRule {
+                index,
+                rule: extra_rule,
+            },
+        )?;
+        rec.push(&FW_ADD, setting, r, pos.name(), ms(ns));
+        let ns = update(vm, tech, &mut model, &UpdateOp::DeleteRule { index })?;
+        rec.push(&FW_DELETE, setting, r, pos.name(), ms(ns));
     }
     Ok(model)
 }

@@ -290,16 +290,7 @@ mod tests {
 
     #[test]
     fn services_plan_sends_a_tenth_to_the_miss() {
-        let gen = ServiceGen {
-            count: 10,
-            backends: 2,
-            proto: Proto::Tcp,
-            udp_every: 0,
-            affinity_every: 0,
-            affinity_timeout: 10800,
-            port: 80,
-            backend_port: 8080,
-        };
+        let gen = ServiceGen::plain(10, 2);
         let services = Services {
             services: gen.expand(),
         };

@@ -71,16 +71,7 @@ impl Recorder {
 }
 
 pub fn service_generator(count: usize) -> ServiceGen {
-    ServiceGen {
-        count,
-        backends: BACKENDS_PER_SERVICE,
-        proto: Proto::Tcp,
-        udp_every: 0,
-        affinity_every: 0,
-        affinity_timeout: crate::workload::services::DEFAULT_AFFINITY_TIMEOUT,
-        port: crate::workload::topology::SERVICE_PORT,
-        backend_port: crate::workload::topology::BACKEND_PORT,
-    }
+    ServiceGen::plain(count, BACKENDS_PER_SERVICE)
 }
 
 /// N TCP services, B = 2 backends each, over the 4 backend namespaces.
@@ -247,7 +238,8 @@ pub fn run_firewall(
     use figures::*;
     let n = setting.n as usize;
     let tracked = Workload::Firewall(firewall_workload(n, false));
-    control::firewall(vm, setting, &tracked, extra_firewall_rule(n), rec)?;
+    let small = Workload::Firewall(firewall_workload(n.min(100), false));
+    control::firewall(vm, setting, &tracked, &small, extra_firewall_rule(n), rec)?;
     let variants = [
         (
             false,

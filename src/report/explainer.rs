@@ -95,11 +95,21 @@ const SECTIONS: &[Section] = &[
     },
     Section {
         tech: "ebpf",
-        heading: "eBPF (tc programs and maps)",
-        claims: &[Claim {
-            text: "A tc program looks the service up in a BPF hash map and rewrites the packet itself: per-packet cost independent of N, updates are single map writes.",
-            evidence: &["services.connect-p50", "services.add-one"],
-        }],
+        heading: "eBPF (rulebench's own tc programs and maps, not upstream bpf-iptables)",
+        claims: &[
+            Claim {
+                text: "Upstream bpf-iptables cannot be built on these machines, so this row is rulebench's own dataplane implementing the published designs. Services: a tc program looks the service up in a BPF hash map and rewrites the packet itself, so per-packet cost is independent of N, and a service change is one map write.",
+                evidence: &["services.connect-p50", "services.add-one"],
+            },
+            Claim {
+                text: "Firewall: Linear Bit Vector Search (Miano et al., CCR 2019). Five lookups give bit vectors over the rules; the program ANDs only the words where all five can have bits, so N filler rules on other sources cost little per packet.",
+                evidence: &["firewall.crr-rate.conntrack", "firewall.connect-p50.notrack"],
+            },
+            Claim {
+                text: "The price is on the control plane: the vectors are rules/64 words each and there are about as many vectors as distinct field values, so memory and build time grow with N squared, and every change (one rule too) rebuilds all vectors in a new pipeline that is swapped in atomically.",
+                evidence: &["firewall.full-load", "firewall.add-one"],
+            },
+        ],
     },
 ];
 

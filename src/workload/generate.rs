@@ -20,6 +20,22 @@ pub struct ServiceGen {
 }
 
 impl ServiceGen {
+    /// `count` TCP services on the standard ports with `backends` each, no
+    /// UDP, no affinity: the generator the measurements use, and the base
+    /// tests vary with struct-update syntax.
+    pub fn plain(count: usize, backends: usize) -> ServiceGen {
+        ServiceGen {
+            count,
+            backends,
+            proto: Proto::Tcp,
+            udp_every: 0,
+            affinity_every: 0,
+            affinity_timeout: super::services::DEFAULT_AFFINITY_TIMEOUT,
+            port: super::topology::SERVICE_PORT,
+            backend_port: super::topology::BACKEND_PORT,
+        }
+    }
+
     /// K: the number of backend namespaces the services share.
     pub fn backend_pool(&self) -> usize {
         self.backends.max(4)
@@ -112,14 +128,9 @@ mod tests {
 
     fn gen(count: usize, backends: usize) -> ServiceGen {
         ServiceGen {
-            count,
-            backends,
-            proto: Proto::Tcp,
             udp_every: 10,
             affinity_every: 4,
-            affinity_timeout: 10800,
-            port: 80,
-            backend_port: BACKEND_PORT,
+            ..ServiceGen::plain(count, backends)
         }
     }
 

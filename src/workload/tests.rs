@@ -177,16 +177,7 @@ fn updates_change_the_model_and_refuse_bad_ops() {
     let Workload::Services(mut s) = Workload::from_toml_str(TWO).unwrap() else {
         panic!()
     };
-    let g = ServiceGen {
-        count: 0,
-        backends: 2,
-        proto: Proto::Tcp,
-        udp_every: 0,
-        affinity_every: 0,
-        affinity_timeout: 10800,
-        port: 80,
-        backend_port: 8080,
-    };
+    let g = ServiceGen::plain(0, 2);
     let new = g.service(5);
     s.apply(&UpdateOp::AddService(new.clone())).unwrap();
     assert_eq!(
