@@ -123,7 +123,6 @@ impl FirewallGen {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::topology::BACKEND_PORT;
     use std::collections::BTreeSet;
 
     fn gen(count: usize, backends: usize) -> ServiceGen {
