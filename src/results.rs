@@ -39,6 +39,14 @@ pub struct RunMeta {
     pub repeats: u32,
     pub guest_vcpus: u32,
     pub guest_memory_mb: u32,
+    /// Guests measuring in parallel (one family per guest); 1 in files
+    /// written before the field existed.
+    #[serde(default = "one")]
+    pub parallel_guests: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// One measured value. `position` is where in the ruleset an update

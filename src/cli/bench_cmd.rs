@@ -1,7 +1,7 @@
-//! `rulebench bench`: the measurement job behind `make bench`. Boots the
-//! guest (timing the boot, as the foundation figures did), then walks the
-//! size ladder for every technology and family, and writes results JSON,
-//! CSV and the report under one output directory.
+//! `rulebench bench`: the measurement job behind `make bench`. Times a
+//! cold boot and snapshot restores, then walks the size ladder for every
+//! technology and family — one guest per family, in parallel — and writes
+//! results JSON, CSV and the report under one output directory.
 
 use crate::image::{self, LockFile};
 use crate::measure::{self, data::DataConfig, figures, Recorder, Setting};
@@ -10,7 +10,9 @@ use crate::tech::Tech;
 use crate::vm::{Vm, VmOptions};
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Args)]
@@ -18,7 +20,9 @@ pub struct BenchArgs {
     /// Image name under images/ or a lock file path.
     #[arg(long)]
     image: Option<String>,
-    /// Cold boots to time (the last one runs the measurements).
+    /// Boots to time after one cold boot (restored from a snapshot unless
+    /// RULEBENCH_SNAPSHOT=0; the first restore of a fresh cache includes
+    /// making the snapshot). The measuring guests boot after these.
     #[arg(long, default_value_t = 1)]
     boots: usize,
     /// Rebuild the image from scratch to time a cold build.
@@ -43,6 +47,12 @@ pub struct BenchArgs {
     /// Seconds of one iperf3 run.
     #[arg(long, default_value_t = 2)]
     iperf_seconds: u32,
+    /// Guests measuring at the same time (default: one per host core, at
+    /// most 4). Each guest is one vCPU thread booted from the
+    /// same image and snapshot, and takes the next job (heaviest first) when
+    /// it is free; every job starts from a reset guest.
+    #[arg(long)]
+    guests: Option<usize>,
     /// Output directory (default bench-results/<YYYYmmdd-HHMMSS>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -83,6 +93,83 @@ fn jobs(args: &BenchArgs) -> Result<Vec<Job>> {
         bail!("no technology in --techs supports the chosen --families");
     }
     Ok(out)
+}
+
+/// The order guests take jobs in: heaviest first (longest-processing-
+/// time scheduling), so the last jobs are short and the guests finish
+/// together. Equal weights keep the given order.
+fn schedule(jobs: &[Job]) -> VecDeque<Job> {
+    let mut out = jobs.to_vec();
+    out.sort_by_key(|j| std::cmp::Reverse(weight(j)));
+    out.into()
+}
+
+/// One guest per host core (each is one vCPU thread), at most 4: more
+/// guests mostly add memory-bandwidth noise to each other's figures.
+fn default_guests(jobs: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.min(4).min(jobs).max(1)
+}
+
+/// What a lane reports back to the thread that owns the results file.
+enum LaneMsg {
+    Done {
+        job: Job,
+        samples: Vec<Sample>,
+        note: Option<String>,
+    },
+    Failed {
+        lane: usize,
+        error: String,
+    },
+}
+
+fn run_job(vm: &mut Vm, job: &Job, config: &DataConfig) -> (Vec<Sample>, Option<String>) {
+    let mut rec = Recorder::default();
+    let outcome = match job.family.as_str() {
+        "services" => measure::run_services(vm, &job.setting, config, &mut rec),
+        _ => measure::run_firewall(vm, &job.setting, config, &mut rec),
+    };
+    let note = outcome.err().map(|e| {
+        format!(
+            "{} {} N={}: {e:#}",
+            job.family, job.setting.tech, job.setting.n
+        )
+    });
+    (rec.samples, note)
+}
+
+/// One guest taking jobs from the shared queue until it is empty. A guest
+/// that cannot start leaves its share to the others.
+fn run_lane(
+    lane: usize,
+    built: &image::BuiltImage,
+    opts: &VmOptions,
+    queue: &Mutex<VecDeque<Job>>,
+    config: &DataConfig,
+    tx: &std::sync::mpsc::Sender<LaneMsg>,
+) {
+    let fail = |error: String| {
+        let _ = tx.send(LaneMsg::Failed { lane, error });
+    };
+    let mut vm = match Vm::boot(built, opts) {
+        Ok(vm) => vm,
+        Err(e) => return fail(format!("booting the guest: {e}")),
+    };
+    if let Err(e) = measure::guest::prepare(&mut vm) {
+        return fail(format!("building the guest topology and servers: {e}"));
+    }
+    loop {
+        let next = queue.lock().expect("queue lock").pop_front();
+        let Some(job) = next else { break };
+        let (samples, note) = run_job(&mut vm, &job, config);
+        if tx.send(LaneMsg::Done { job, samples, note }).is_err() {
+            break;
+        }
+    }
+    if let Err(e) = vm.shutdown() {
+        fail(format!("shutting the guest down: {e}"));
+    }
 }
 
 /// Relative cost of a job for the ETA: loads and updates grow with N.
@@ -171,29 +258,47 @@ pub fn run(args: BenchArgs) -> Result<()> {
     );
 
     let opts = VmOptions::default();
+    // One cold boot always, so the report shows what a snapshot restore
+    // saves.
+    let cold_sample = {
+        let t = Instant::now();
+        let cold = VmOptions {
+            snapshot: false,
+            ..opts.clone()
+        };
+        let mut booted = Vm::boot(&built, &cold).context("cold-booting the guest")?;
+        booted.sh("uname -r").context("first guest command")?;
+        let s = t.elapsed().as_secs_f64();
+        booted.shutdown()?;
+        s
+    };
+    // Timed boots; the last one also reports what the guest runs. The
+    // measuring guests boot afterwards, one per lane.
     let mut boot_samples = Vec::new();
-    let mut vm = None;
-    for i in 0..args.boots.max(1) {
+    let mut probe = None;
+    for _ in 0..args.boots.max(1) {
         let t = Instant::now();
         let mut booted = Vm::boot(&built, &opts).context("booting the guest")?;
         booted.sh("uname -r").context("first guest command")?;
         boot_samples.push(t.elapsed().as_secs_f64());
-        if i + 1 < args.boots.max(1) {
-            booted.shutdown()?;
-        } else {
-            vm = Some(booted);
+        if let Some(old) = probe.replace(booted) {
+            old.shutdown()?;
         }
     }
-    let mut vm = vm.expect("at least one boot");
-    measure::guest::prepare(&mut vm).context("building the guest topology and servers")?;
+    let probe = probe.expect("at least one boot");
+    let guests = args
+        .guests
+        .unwrap_or_else(|| default_guests(jobs.len()))
+        .max(1);
+    let queue = Mutex::new(schedule(&jobs));
 
     let mut meta = RunMeta {
         image: built.name.clone(),
         image_sha256: built.sha256.clone(),
-        kernel: vm.kernel_release.clone(),
-        accel: vm.accel().to_string(),
+        kernel: probe.kernel_release.clone(),
+        accel: probe.accel().to_string(),
         host_cpu: host_cpu(),
-        qemu_version: vm.qemu_version(),
+        qemu_version: probe.qemu_version(),
         rulebench_revision: git_revision(),
         started_unix: unix_now(),
         duration_seconds: 0.0,
@@ -212,8 +317,19 @@ pub fn run(args: BenchArgs) -> Result<()> {
         repeats: args.repeats,
         guest_vcpus: opts.smp,
         guest_memory_mb: opts.memory_mb,
+        parallel_guests: guests as u32,
     };
+    probe.shutdown()?;
     let mut rec = Recorder::default();
+    rec.samples.push(Sample {
+        figure: figures::COLD_BOOT.id.into(),
+        tech: "guest".into(),
+        n: 0,
+        repeat: 0,
+        position: String::new(),
+        value: cold_sample,
+        unit: figures::COLD_BOOT.unit.into(),
+    });
     for (i, s) in boot_samples.iter().enumerate() {
         rec.samples.push(Sample {
             figure: figures::BOOT.id.into(),
@@ -239,53 +355,73 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .progress_chars("=> "),
     );
     let mut notes = Vec::new();
-    for job in &jobs {
-        bar.set_prefix(format!(
-            "{} {} N={}",
+    if guests > 1 {
+        eprintln!("{guests} guests in parallel, heaviest jobs first");
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| -> Result<()> {
+        for i in 0..guests {
+            let (tx, built, opts, config, queue) = (tx.clone(), &built, &opts, &config, &queue);
+            scope.spawn(move || run_lane(i, built, opts, queue, config, &tx));
+        }
+        // Only the lanes hold senders now: the loop ends when all are done.
+        drop(tx);
+        for msg in rx {
+            match msg {
+                LaneMsg::Done { job, samples, note } => {
+                    rec.samples.extend(samples);
+                    if let Some(note) = note {
+                        bar.suspend(|| eprintln!("FAILED {note}"));
+                        notes.push(note);
+                    }
+                    bar.set_prefix(format!(
+                        "{} {} N={}",
+                        job.family, job.setting.tech, job.setting.n
+                    ));
+                    bar.inc(weight(&job));
+                    if bar.is_hidden() {
+                        // No terminal (CI logs, `make bench > log`): the bar
+                        // is not drawn, so say the same in one line per job.
+                        let done = bar.position() as f64 / bar.length().unwrap_or(1).max(1) as f64;
+                        let elapsed = started.elapsed().as_secs_f64();
+                        eprintln!(
+                            "{:>3.0}% {} {} N={} done; elapsed {:.1} min, ETA {:.1} min",
+                            done * 100.0,
+                            job.family,
+                            job.setting.tech,
+                            job.setting.n,
+                            elapsed / 60.0,
+                            elapsed * (1.0 - done) / done.max(1e-9) / 60.0
+                        );
+                    }
+                }
+                LaneMsg::Failed { lane, error } => {
+                    let note = format!("guest {lane}: {error}");
+                    bar.suspend(|| eprintln!("FAILED {note}"));
+                    notes.push(note);
+                }
+            }
+            // Write as we go: a long run interrupted late still leaves data.
+            meta.duration_seconds = started.elapsed().as_secs_f64();
+            write_results(
+                &out,
+                &Results {
+                    schema: SCHEMA,
+                    meta: meta.clone(),
+                    samples: rec.samples.clone(),
+                    notes: notes.clone(),
+                },
+            )?;
+        }
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    for job in queue.into_inner().expect("queue lock") {
+        notes.push(format!(
+            "{} {} N={}: not run (no guest could start)",
             job.family, job.setting.tech, job.setting.n
         ));
-        let outcome = match job.family.as_str() {
-            "services" => measure::run_services(&mut vm, &job.setting, &config, &mut rec),
-            _ => measure::run_firewall(&mut vm, &job.setting, &config, &mut rec),
-        };
-        if let Err(e) = outcome {
-            let note = format!(
-                "{} {} N={}: {e:#}",
-                job.family, job.setting.tech, job.setting.n
-            );
-            bar.suspend(|| eprintln!("FAILED {note}"));
-            notes.push(note);
-        }
-        bar.inc(weight(job));
-        if bar.is_hidden() {
-            // No terminal (CI logs, `make bench > log`): the bar is not
-            // drawn, so say the same in one line per job.
-            let done = bar.position() as f64 / bar.length().unwrap_or(1).max(1) as f64;
-            let elapsed = started.elapsed().as_secs_f64();
-            eprintln!(
-                "{:>3.0}% {} {} N={} done; elapsed {:.1} min, ETA {:.1} min",
-                done * 100.0,
-                job.family,
-                job.setting.tech,
-                job.setting.n,
-                elapsed / 60.0,
-                elapsed * (1.0 - done) / done.max(1e-9) / 60.0
-            );
-        }
-        // Write as we go: a long run interrupted late still leaves data.
-        meta.duration_seconds = started.elapsed().as_secs_f64();
-        write_results(
-            &out,
-            &Results {
-                schema: SCHEMA,
-                meta: meta.clone(),
-                samples: rec.samples.clone(),
-                notes: notes.clone(),
-            },
-        )?;
     }
-    bar.finish_and_clear();
-    vm.shutdown()?;
     meta.duration_seconds = started.elapsed().as_secs_f64();
     let results = Results {
         schema: SCHEMA,
@@ -319,4 +455,48 @@ fn write_results(out: &Path, results: &Results) -> Result<()> {
     let csv = out.join("results.csv");
     std::fs::write(&csv, results.to_csv()).with_context(|| format!("writing {}", csv.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(family: &str, tech: Tech, n: u64) -> Job {
+        Job {
+            family: family.into(),
+            setting: Setting {
+                tech,
+                n,
+                repeats: 1,
+            },
+        }
+    }
+
+    fn shape(jobs: &VecDeque<Job>) -> Vec<String> {
+        jobs.iter()
+            .map(|j| format!("{}/{}/{}", j.family, j.setting.tech, j.setting.n))
+            .collect()
+    }
+
+    #[test]
+    fn heaviest_jobs_go_first_and_equal_ones_keep_their_order() {
+        let jobs = [
+            job("services", Tech::Nftables, 0),
+            job("services", Tech::Ipvs, 10_000),
+            job("firewall", Tech::Nftables, 0),
+            job("services", Tech::Ipvs, 100),
+            job("firewall", Tech::Ebpf, 10_000),
+        ];
+        assert_eq!(
+            shape(&schedule(&jobs)),
+            [
+                "services/ipvs/10000",
+                "firewall/ebpf/10000",
+                "services/ipvs/100",
+                "services/nftables/0",
+                "firewall/nftables/0",
+            ]
+        );
+        assert!(schedule(&[]).is_empty());
+    }
 }

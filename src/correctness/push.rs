@@ -10,7 +10,7 @@ use super::CorrectnessError;
 
 /// Order matters: IPVS's reset empties the legacy nat table that refers to
 /// its ipsets before destroying them. `NftablesLinear` shares the nftables
-/// reset. eBPF joins this list once its loader is in the image.
+/// reset. Used by the measurements too (`measure::guest::reset`).
 const RESET_ORDER: [Tech; 5] = [
     Tech::Ipvs,
     Tech::IptablesLegacy,

@@ -44,21 +44,12 @@ pub fn prepare(vm: &mut Vm) -> Result<Topology, VmError> {
     Ok(topology)
 }
 
-/// Order matters: IPVS's reset empties the legacy nat table that refers to
-/// its ipsets before destroying them.
-const RESET_ORDER: [Tech; 4] = [
-    Tech::Ipvs,
-    Tech::IptablesLegacy,
-    Tech::IptablesNft,
-    Tech::Nftables,
-];
-
-/// Every technology's state gone, the NOTRACK table gone, conntrack empty:
-/// one technology's entries must not serve the next one's connections.
+/// Every technology's state gone (the correctness tests' reset: one list
+/// of technologies for both, so none is forgotten — the eBPF programs were,
+/// once, and each eBPF full load then replaced the previous one instead of
+/// loading from empty), the NOTRACK table gone, conntrack empty.
 pub fn reset(vm: &mut Vm) -> Result<(), StepError> {
-    for tech in RESET_ORDER {
-        run_steps(vm, tech, &tech::reset_steps(tech))?;
-    }
+    crate::correctness::reset(vm)?;
     run_steps(vm, Tech::Nftables, &[notrack_off(), flush_conntrack()])?;
     Ok(())
 }
