@@ -15,6 +15,8 @@ use crate::results::Results;
 pub const DEFAULT_THRESHOLD: f64 = 0.10;
 const CONFIDENCE: f64 = 0.95;
 const RESAMPLES: usize = 2000;
+/// Samples each side needs before a difference can count as significant.
+pub const MIN_SAMPLES: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -59,6 +61,10 @@ pub fn decide(
     if base.is_empty() || new.is_empty() {
         return (f64::NAN, (f64::NAN, f64::NAN), Verdict::Same);
     }
+    // One sample a side has no spread: its bootstrap interval is the point
+    // ratio itself, so any change would look significant (seen on the
+    // single boot-time sample of two bench runs). Report, never decide.
+    let decidable = base.len() >= MIN_SAMPLES && new.len() >= MIN_SAMPLES;
     let shift = if stats::median(base) <= 0.0 || stats::median(new) <= 0.0 {
         // Shift both sides so a zero median still gives a finite ratio;
         // 1 unit of the figure is the smallest change that matters here.
@@ -69,7 +75,9 @@ pub fn decide(
     let b: Vec<f64> = base.iter().map(|x| x + shift).collect();
     let n: Vec<f64> = new.iter().map(|x| x + shift).collect();
     let (ratio, ci) = oriented(better, &b, &n);
-    let verdict = if ratio > 1.0 + threshold && ci.0 > 1.0 {
+    let verdict = if !decidable {
+        Verdict::Same
+    } else if ratio > 1.0 + threshold && ci.0 > 1.0 {
         Verdict::Regression
     } else if ratio < 1.0 / (1.0 + threshold) && ci.1 < 1.0 {
         Verdict::Improvement
@@ -173,6 +181,15 @@ mod tests {
             0.10,
         );
         assert_eq!(v, Verdict::Regression);
+    }
+
+    #[test]
+    fn too_few_samples_never_decide() {
+        let (ratio, _, v) = decide(Better::Lower, &[0.67], &[0.78], 0.10);
+        assert!(ratio > 1.1);
+        assert_eq!(v, Verdict::Same);
+        let (_, _, v) = decide(Better::Lower, &[10.0, 10.1], &[20.0, 20.1], 0.10);
+        assert_eq!(v, Verdict::Same);
     }
 
     #[test]
