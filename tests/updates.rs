@@ -69,6 +69,19 @@ fn check_ops(session: &mut Session, base: &Workload, ops: &[UpdateOp]) {
     }
 }
 
+/// A TCP service on a VIP the services-small fixture does not use.
+fn added_service() -> Service {
+    let ep = |s: &str| s.parse().unwrap();
+    Service {
+        name: "added".into(),
+        vip: "10.96.0.20".parse().unwrap(),
+        port: 80,
+        proto: rulebench::workload::Proto::Tcp,
+        affinity: None,
+        backends: vec![ep("10.200.0.2:8080"), ep("10.200.3.2:8080")],
+    }
+}
+
 #[test]
 fn service_updates() {
     let base = support::fixture("services-small");
@@ -76,14 +89,7 @@ fn service_updates() {
         panic!("services-small is not a services workload")
     };
     let ep = |s: &str| s.parse().unwrap();
-    let added = Service {
-        name: "added".into(),
-        vip: "10.96.0.20".parse().unwrap(),
-        port: 80,
-        proto: rulebench::workload::Proto::Tcp,
-        affinity: None,
-        backends: vec![ep("10.200.0.2:8080"), ep("10.200.3.2:8080")],
-    };
+    let added = added_service();
     let ops = vec![
         UpdateOp::AddService(added),
         // be4 is new: the change must reach a namespace no service used.
@@ -146,14 +152,7 @@ fn updates_under_traffic_lose_no_connection_to_an_unchanged_service() {
         panic!("services-small is not a services workload")
     };
     let ep = |s: &str| s.parse().unwrap();
-    let added = Service {
-        name: "added".into(),
-        vip: "10.96.0.20".parse().unwrap(),
-        port: 80,
-        proto: rulebench::workload::Proto::Tcp,
-        affinity: None,
-        backends: vec![ep("10.200.0.2:8080"), ep("10.200.3.2:8080")],
-    };
+    let added = added_service();
     let sticky = services
         .services
         .iter()
