@@ -83,8 +83,11 @@ fn plan(targets: Vec<LoadTarget>, config: &DataConfig, seed: u64) -> LoadPlan {
         duration_ms: config.crr_duration_ms,
         max_connections: 0,
         concurrency: config.crr_concurrency,
-        // Generous for TCG: a timeout is counted as a failure, not waited out.
-        timeout_ms: 2000,
+        // Generous for TCG: a timeout is counted as a failure, not waited
+        // out. Well over 1 s, so that a connection whose first SYN was lost
+        // (the kernel retries after 1 s) still completes on a loaded 2-core
+        // runner; CI saw one 2 s timeout in five IPVS connections.
+        timeout_ms: 3000,
         seed,
     }
 }
@@ -116,9 +119,11 @@ pub fn run_load(vm: &mut Vm, plan: &LoadPlan) -> Result<LoadReport> {
     let report: LoadReport =
         serde_json::from_slice(&r.stdout).context("parsing the load report")?;
     // Failures beyond a few percent mean the ruleset is broken, and a
-    // rate measured on broken connections is meaningless.
+    // rate measured on broken connections is meaningless. One lost
+    // connection is tolerated whatever the count: short runs on a loaded
+    // TCG runner make only a handful of attempts.
     let attempts = report.connections + report.failures;
-    if attempts == 0 || report.failures * 20 > attempts {
+    if attempts == 0 || report.failures > 1.max(attempts / 20) {
         bail!(
             "load: {} of {} connections failed (first error: {})",
             report.failures,

@@ -389,6 +389,22 @@ impl Vm {
 
     /// Err when the guest panicked or QEMU is gone.
     fn check_alive(&mut self) -> Result<(), VmError> {
+        let exited = self
+            .child
+            .as_mut()
+            .expect("child")
+            .try_wait()
+            .ok()
+            .flatten()
+            .is_some();
+        if exited {
+            // QEMU exits (-no-reboot) as soon as the kernel panics; the last
+            // console bytes may still sit in the socket. Read them up to EOF
+            // before deciding, or the error would lose the panic message.
+            if let Some(c) = self.console.as_ref() {
+                c.wait_for(Duration::from_secs(2), |s| s.closed);
+            }
+        }
         if let Some(line) = self.console.as_ref().and_then(|c| c.panic_line()) {
             // Give the console a moment to deliver the rest of the trace.
             if let Some(c) = self.console.as_ref() {
