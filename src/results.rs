@@ -37,6 +37,10 @@ pub struct RunMeta {
     pub techs: Vec<String>,
     pub families: Vec<String>,
     pub repeats: u32,
+    /// Guest seconds the full loads of one job could take before they
+    /// stopped repeating; absent in files written before the budget.
+    #[serde(default)]
+    pub full_load_budget_seconds: Option<u64>,
     pub guest_vcpus: u32,
     pub guest_memory_mb: u32,
     /// Guests measuring in parallel (one family per guest); 1 in files

@@ -141,6 +141,7 @@ fn budgets_hold() {
                     tech,
                     n,
                     repeats: REPEATS,
+                    full_load_budget_ms: measure::DEFAULT_FULL_LOAD_BUDGET_MS,
                 },
                 &mut rec,
             )

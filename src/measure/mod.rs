@@ -30,7 +30,16 @@ pub struct Setting {
     pub tech: Tech,
     pub n: u64,
     pub repeats: u32,
+    /// Full loads stop repeating once they have taken this much guest time
+    /// together (at least one is always made); see
+    /// [`control::full_loads`].
+    pub full_load_budget_ms: u64,
 }
+
+/// Default of [`Setting::full_load_budget_ms`]: two minutes keeps every
+/// repeat where a load takes seconds, and a single sample where one takes
+/// minutes under TCG (iptables-nft-restore or nft 0.9.8 at N = 10k).
+pub const DEFAULT_FULL_LOAD_BUDGET_MS: u64 = 120_000;
 
 impl Setting {
     fn generator(&self) -> ServiceGen {

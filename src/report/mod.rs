@@ -120,19 +120,23 @@ pub fn summary_table(results: &Results) -> String {
     for figure in present(results).iter().filter(|f| f.id != figures::BOOT.id) {
         for tech in techs(results, figure.id) {
             out += &format!("| {} ({}) | {tech} |", figure.id, figure.unit);
-            let mut worst_cv: f64 = 0.0;
+            // A single sample (a full load over its time budget) has no CV.
+            let mut worst_cv: Option<f64> = None;
             for &n in &all_sizes {
                 let v = values(results, figure.id, &tech, n);
                 if v.is_empty() {
                     out += " |";
                 } else {
-                    worst_cv = worst_cv.max(stats::cv(&v));
+                    if v.len() > 1 {
+                        worst_cv = Some(worst_cv.unwrap_or(0.0).max(stats::cv(&v)));
+                    }
                     out += &format!(" {} |", num(stats::median(&v)));
                 }
             }
             let s =
                 slope(results, figure.id, &tech).map_or("–".to_string(), |s| format!("{s:.2}"));
-            out += &format!(" {s} | {:.1} % |\n", worst_cv * 100.0);
+            let cv = worst_cv.map_or("–".to_string(), |c| format!("{:.1} %", c * 100.0));
+            out += &format!(" {s} | {cv} |\n");
         }
     }
     out
@@ -173,11 +177,15 @@ fn figure_section(results: &Results, figure: &Figure) -> String {
             if v.is_empty() {
                 continue;
             }
+            let cv = if v.len() > 1 {
+                format!("{:.1} %", stats::cv(&v) * 100.0)
+            } else {
+                "–".to_string()
+            };
             out += &format!(
-                "| {tech} | {n} | {} | {} | {:.1} % | {} |\n",
+                "| {tech} | {n} | {} | {} | {cv} | {} |\n",
                 num(stats::median(&v)),
                 num(stats::iqr(&v)),
-                stats::cv(&v) * 100.0,
                 v.len()
             );
         }
@@ -210,6 +218,13 @@ pub fn markdown(results: &Results) -> String {
                 .join(", "),
         ),
         ("repeats", m.repeats.to_string()),
+        (
+            "full loads",
+            m.full_load_budget_seconds
+                .map_or("every repeat".to_string(), |b| {
+                    format!("repeated until they took {b} s of guest time per job (at least one)")
+                }),
+        ),
         ("duration", format!("{:.1} min", m.duration_seconds / 60.0)),
     ] {
         out += &format!("| {k} | {v} |\n");
@@ -223,7 +238,8 @@ pub fn markdown(results: &Results) -> String {
         out.push('\n');
     }
     out += "## Summary\n\nMedians per N; growth exponent = least-squares slope of log(median) over log(N) for N > 0 \
-            (0 flat, 1 linear); worst CV = the largest coefficient of variation over the sizes.\n\n";
+            (0 flat, 1 linear); worst CV = the largest coefficient of variation over the sizes with more than one \
+            sample (– when every size has one).\n\n";
     out += &summary_table(results);
     out += "\n## Why both connection rate and iperf3\n\nA single iperf3 stream is one connection: only its first packet \
             walks the NAT / filter rules, conntrack carries the rest. The connection-rate test (connect / answer / close, \
