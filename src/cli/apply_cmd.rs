@@ -16,7 +16,7 @@ use crate::workload::Workload;
 
 #[derive(Args)]
 pub struct ApplyArgs {
-    /// iptables-legacy, iptables-nft, nftables, nftables-linear or ipvs.
+    /// iptables-legacy, iptables-nft, nftables, nftables-linear, ipvs or ebpf.
     #[arg(long)]
     tech: Tech,
     /// Workload TOML file.

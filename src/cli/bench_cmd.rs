@@ -119,6 +119,10 @@ fn default_guests(jobs: usize) -> usize {
 
 /// What a lane reports back to the thread that owns the results file.
 enum LaneMsg {
+    Started {
+        lane: usize,
+        job: Job,
+    },
     Done {
         job: Job,
         samples: Vec<Sample>,
@@ -168,6 +172,13 @@ fn run_lane(
     loop {
         let next = queue.lock().expect("queue lock").pop_front();
         let Some(job) = next else { break };
+        let started = LaneMsg::Started {
+            lane,
+            job: job.clone(),
+        };
+        if tx.send(started).is_err() {
+            break;
+        }
         let (samples, note) = run_job(&mut vm, &job, config);
         if tx.send(LaneMsg::Done { job, samples, note }).is_err() {
             break;
@@ -176,6 +187,27 @@ fn run_lane(
     if let Err(e) = vm.shutdown() {
         fail(format!("shutting the guest down: {e}"));
     }
+}
+
+/// How often a log without a terminal says what is running.
+const HEARTBEAT: Duration = Duration::from_secs(120);
+
+/// "services nftables N=10000 for 7.5 min; …" for the jobs in progress.
+fn running_line(running: &[Option<(Job, Instant)>]) -> String {
+    running
+        .iter()
+        .flatten()
+        .map(|(job, since)| {
+            format!(
+                "{} {} N={} for {:.1} min",
+                job.family,
+                job.setting.tech,
+                job.setting.n,
+                since.elapsed().as_secs_f64() / 60.0
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Relative cost of a job for the ETA and the order: a fixed part (boot
@@ -366,7 +398,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let bar = indicatif::ProgressBar::new(jobs.iter().map(weight).sum());
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{prefix:>28} [{bar:30}] {percent:>3}% elapsed {elapsed} ETA {eta}",
+            "{prefix:>28} [{bar:30}] {percent:>3}% elapsed {elapsed} ETA {eta} {wide_msg}",
         )
         .expect("valid template")
         .progress_chars("=> "),
@@ -383,9 +415,36 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         // Only the lanes hold senders now: the loop ends when all are done.
         drop(tx);
-        for msg in rx {
+        // Jobs at 10k run for minutes: say what is running, so a quiet log
+        // is never mistaken for a hang.
+        let mut running: Vec<Option<(Job, Instant)>> = vec![None; guests];
+        let mut last_heartbeat = Instant::now();
+        loop {
+            let msg = match rx.recv_timeout(Duration::from_secs(5)) {
+                Ok(msg) => Some(msg),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let line = running_line(&running);
+            bar.set_message(line.clone());
+            if bar.is_hidden() && last_heartbeat.elapsed() >= HEARTBEAT && !line.is_empty() {
+                eprintln!("     running: {line}");
+                last_heartbeat = Instant::now();
+            }
+            let Some(msg) = msg else { continue };
             match msg {
+                LaneMsg::Started { lane, job } => {
+                    running[lane] = Some((job, Instant::now()));
+                    continue;
+                }
                 LaneMsg::Done { job, samples, note } => {
+                    if let Some(slot) = running.iter_mut().find(|r| {
+                        r.as_ref().is_some_and(|(j, _)| {
+                            j.family == job.family && j.setting == job.setting
+                        })
+                    }) {
+                        *slot = None;
+                    }
                     rec.samples.extend(samples);
                     if let Some(note) = note {
                         bar.suspend(|| eprintln!("FAILED {note}"));
@@ -413,6 +472,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     }
                 }
                 LaneMsg::Failed { lane, error } => {
+                    running[lane] = None;
                     let note = format!("guest {lane}: {error}");
                     bar.suspend(|| eprintln!("FAILED {note}"));
                     notes.push(note);

@@ -11,7 +11,7 @@ use crate::workload::Workload;
 
 #[derive(Args)]
 pub struct RenderArgs {
-    /// iptables-legacy, iptables-nft, nftables, nftables-linear or ipvs.
+    /// iptables-legacy, iptables-nft, nftables, nftables-linear, ipvs or ebpf.
     #[arg(long)]
     tech: Tech,
     /// Workload TOML file.
