@@ -210,11 +210,13 @@ fn running_line(running: &[Option<(Job, Instant)>]) -> String {
         .join("; ")
 }
 
-/// Relative cost of a job for the ETA and the order: a fixed part (boot
-/// reset, data plane) plus a control-plane part growing with N, scaled by
-/// how slow the technology's tools were at N = 10k in the TCG runs of
-/// 2026-11-29 (nft 0.9.8 > iptables-nft-restore > iptables-legacy, IPVS
-/// > eBPF and every firewall). Only the schedule depends on it.
+/// Relative cost of a job for the ETA and the order, in units of roughly
+/// a second of TCG guest time: a fixed part (reset, warm-up, data plane:
+/// a job at N ≤ 100 took under a minute) plus a control-plane part growing
+/// with N, scaled by how slow the technology's tools were at N = 10k in the
+/// TCG runs of 2026-11-29 (nft 0.9.8 > iptables-nft-restore >
+/// iptables-legacy, IPVS > eBPF and every firewall). Only the schedule and
+/// the ETA depend on it.
 fn weight(job: &Job) -> u64 {
     let slowness = match (job.family.as_str(), job.setting.tech) {
         ("services", Tech::Nftables) => 6,
@@ -222,7 +224,7 @@ fn weight(job: &Job) -> u64 {
         ("services", Tech::IptablesLegacy | Tech::Ipvs) => 2,
         _ => 1,
     };
-    10 + slowness * job.setting.n / 100
+    50 + slowness * job.setting.n / 100
 }
 
 fn default_out() -> PathBuf {
