@@ -13,9 +13,10 @@ pub struct CompareArgs {
     base: PathBuf,
     /// Results of the run under test.
     new: PathBuf,
-    /// Relative change that counts (0.10 = 10 % worse). Default: 0.10 when
-    /// both runs used KVM, 0.60 when either used TCG (emulation drifts that
-    /// much between runs of the same code).
+    /// Relative change that counts (0.10 = 10 % worse); a change must also
+    /// exceed 4 × the series' coefficient of variation. Default: 0.10 when
+    /// both runs used KVM, 1.5 (2.5×) when either used TCG (emulation
+    /// drifted up to 2× between runs of the same code).
     #[arg(long)]
     threshold: Option<f64>,
     /// VARIANT=REFERENCE: read NEW's samples of technology VARIANT as
@@ -45,8 +46,9 @@ pub fn run(args: CompareArgs) -> Result<()> {
         None => {
             let (t, why) = compare::default_threshold(&base, &new);
             eprintln!(
-                "threshold {:.0} % ({why}; --threshold to change)",
-                t * 100.0
+                "threshold {:.0} %, i.e. more than {:.2}× worse ({why}; --threshold to change)",
+                t * 100.0,
+                1.0 + t
             );
             t
         }
@@ -66,14 +68,14 @@ pub fn run(args: CompareArgs) -> Result<()> {
         .count();
     if regressions > 0 {
         eprintln!(
-            "{regressions} significant regression(s) beyond {:.0} %",
-            threshold * 100.0
+            "{regressions} significant regression(s) beyond {:.2}× (and 4 × the series' CV)",
+            1.0 + threshold
         );
         std::process::exit(1);
     }
     eprintln!(
-        "no significant regression beyond {:.0} % in {} series",
-        threshold * 100.0,
+        "no significant regression beyond {:.2}× (and 4 × the series' CV) in {} series",
+        1.0 + threshold,
         rows.len()
     );
     Ok(())
