@@ -184,10 +184,12 @@ impl Vm {
     }
 
     fn start_qemu(template: &argv::QemuConfig, extra: &[&str]) -> Result<(Vm, Instant), VmError> {
+        process::sweep_stale_dirs(&std::env::temp_dir());
         let dir = tempfile::Builder::new()
-            .prefix("rulebench-vm-")
+            .prefix(process::VM_DIR_PREFIX)
             .tempdir()
             .map_err(VmError::TempDir)?;
+        process::claim_dir(dir.path()).map_err(VmError::TempDir)?;
         let cfg = argv::QemuConfig {
             socket_dir: dir.path().to_path_buf(),
             ..template.clone()
