@@ -6,7 +6,7 @@ mod support;
 
 use rulebench::correctness::{probes_for, ProbeOptions, Session};
 use rulebench::tech::Tech;
-use rulebench::workload::{Rule, Service, UpdateOp, Workload};
+use rulebench::workload::{Rule, Service, Services, UpdateOp, Workload};
 
 /// Lines only in `a` (-) and only in `b` (+), for failure messages.
 fn line_diff(a: &str, b: &str) -> String {
@@ -69,6 +69,16 @@ fn check_ops(session: &mut Session, base: &Workload, ops: &[UpdateOp]) {
     }
 }
 
+/// The services-small fixture, as a workload and as its services.
+fn services_small() -> (Workload, Services) {
+    let base = support::fixture("services-small");
+    let Workload::Services(services) = &base else {
+        panic!("services-small is not a services workload")
+    };
+    let services = services.clone();
+    (base, services)
+}
+
 /// A TCP service on a VIP the services-small fixture does not use.
 fn added_service() -> Service {
     let ep = |s: &str| s.parse().unwrap();
@@ -84,10 +94,7 @@ fn added_service() -> Service {
 
 #[test]
 fn service_updates() {
-    let base = support::fixture("services-small");
-    let Workload::Services(services) = &base else {
-        panic!("services-small is not a services workload")
-    };
+    let (base, services) = services_small();
     let ep = |s: &str| s.parse().unwrap();
     let added = added_service();
     let ops = vec![
@@ -147,10 +154,7 @@ fn updates_under_traffic_lose_no_connection_to_an_unchanged_service() {
     use rulebench::measure::data::spawn_load;
     use rulebench_proto::{LoadPlan, LoadTarget};
 
-    let base = support::fixture("services-small");
-    let Workload::Services(services) = &base else {
-        panic!("services-small is not a services workload")
-    };
+    let (base, services) = services_small();
     let ep = |s: &str| s.parse().unwrap();
     let added = added_service();
     let sticky = services

@@ -1,7 +1,7 @@
 //! `rulebench bench`: the measurement job behind `make bench`. Times a
 //! cold boot and snapshot restores, then walks the size ladder for every
-//! technology and family — one guest per family, in parallel — and writes
-//! results JSON, CSV and the report under one output directory.
+//! technology and family — several guests taking jobs from one queue — and
+//! writes results JSON, CSV and the report under one output directory.
 
 use crate::image::{self, LockFile};
 use crate::measure::{self, data::DataConfig, figures, Recorder, Setting};
@@ -70,6 +70,16 @@ struct Job {
     setting: Setting,
 }
 
+impl std::fmt::Display for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} N={}",
+            self.family, self.setting.tech, self.setting.n
+        )
+    }
+}
+
 fn jobs(args: &BenchArgs) -> Result<Vec<Job>> {
     let mut out = Vec::new();
     for family in &args.families {
@@ -124,6 +134,7 @@ enum LaneMsg {
         job: Job,
     },
     Done {
+        lane: usize,
         job: Job,
         samples: Vec<Sample>,
         note: Option<String>,
@@ -140,12 +151,7 @@ fn run_job(vm: &mut Vm, job: &Job, config: &DataConfig) -> (Vec<Sample>, Option<
         "services" => measure::run_services(vm, &job.setting, config, &mut rec),
         _ => measure::run_firewall(vm, &job.setting, config, &mut rec),
     };
-    let note = outcome.err().map(|e| {
-        format!(
-            "{} {} N={}: {e:#}",
-            job.family, job.setting.tech, job.setting.n
-        )
-    });
+    let note = outcome.err().map(|e| format!("{job}: {e:#}"));
     (rec.samples, note)
 }
 
@@ -180,7 +186,13 @@ fn run_lane(
             break;
         }
         let (samples, note) = run_job(&mut vm, &job, config);
-        if tx.send(LaneMsg::Done { job, samples, note }).is_err() {
+        let done = LaneMsg::Done {
+            lane,
+            job,
+            samples,
+            note,
+        };
+        if tx.send(done).is_err() {
             break;
         }
     }
@@ -197,15 +209,7 @@ fn running_line(running: &[Option<(Job, Instant)>]) -> String {
     running
         .iter()
         .flatten()
-        .map(|(job, since)| {
-            format!(
-                "{} {} N={} for {:.1} min",
-                job.family,
-                job.setting.tech,
-                job.setting.n,
-                since.elapsed().as_secs_f64() / 60.0
-            )
-        })
+        .map(|(job, since)| format!("{job} for {:.1} min", since.elapsed().as_secs_f64() / 60.0))
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -439,23 +443,19 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     running[lane] = Some((job, Instant::now()));
                     continue;
                 }
-                LaneMsg::Done { job, samples, note } => {
-                    if let Some(slot) = running.iter_mut().find(|r| {
-                        r.as_ref().is_some_and(|(j, _)| {
-                            j.family == job.family && j.setting == job.setting
-                        })
-                    }) {
-                        *slot = None;
-                    }
+                LaneMsg::Done {
+                    lane,
+                    job,
+                    samples,
+                    note,
+                } => {
+                    running[lane] = None;
                     rec.samples.extend(samples);
                     if let Some(note) = note {
                         bar.suspend(|| eprintln!("FAILED {note}"));
                         notes.push(note);
                     }
-                    bar.set_prefix(format!(
-                        "{} {} N={}",
-                        job.family, job.setting.tech, job.setting.n
-                    ));
+                    bar.set_prefix(job.to_string());
                     bar.inc(weight(&job));
                     if bar.is_hidden() {
                         // No terminal (CI logs, `make bench > log`): the bar
@@ -463,11 +463,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
                         let done = bar.position() as f64 / bar.length().unwrap_or(1).max(1) as f64;
                         let elapsed = started.elapsed().as_secs_f64();
                         eprintln!(
-                            "{:>3.0}% {} {} N={} done; elapsed {:.1} min, ETA {:.1} min",
+                            "{:>3.0}% {job} done; elapsed {:.1} min, ETA {:.1} min",
                             done * 100.0,
-                            job.family,
-                            job.setting.tech,
-                            job.setting.n,
                             elapsed / 60.0,
                             elapsed * (1.0 - done) / done.max(1e-9) / 60.0
                         );
@@ -496,10 +493,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     })?;
     bar.finish_and_clear();
     for job in queue.into_inner().expect("queue lock") {
-        notes.push(format!(
-            "{} {} N={}: not run (no guest could start)",
-            job.family, job.setting.tech, job.setting.n
-        ));
+        notes.push(format!("{job}: not run (no guest could start)"));
     }
     meta.duration_seconds = started.elapsed().as_secs_f64();
     let results = Results {
