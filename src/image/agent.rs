@@ -152,6 +152,13 @@ fn bpf_units() -> Vec<(String, String, Vec<String>)> {
             "firewall_entry.bpf.o".into(),
             vec![],
         ),
+        // kprobes read their arguments through bpf_tracing.h's per-arch
+        // register names.
+        (
+            "hooktime.bpf.c".into(),
+            "hooktime.bpf.o".into(),
+            vec!["-D__TARGET_ARCH_x86".into()],
+        ),
     ];
     for w in FIREWALL_VARIANT_WORDS {
         units.push((

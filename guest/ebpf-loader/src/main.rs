@@ -9,10 +9,12 @@
 //! rulebench-ebpf firewall update   < FirewallOp JSON
 //! rulebench-ebpf dump              > sorted, normalized JSON of all maps
 //! rulebench-ebpf reset             detach everything, unpin everything
+//! rulebench-ebpf hooktime        < HookPlan JSON: per-call kernel function times per phase
 //! ```
 
 mod attach;
 mod firewall;
+mod hooktime;
 mod lbvs;
 mod model;
 mod pins;
@@ -25,7 +27,7 @@ use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-const USAGE: &str = "usage: rulebench-ebpf (services|firewall) (load|update) < JSON | dump | reset";
+const USAGE: &str = "usage: rulebench-ebpf (services|firewall) (load|update) < JSON | dump | reset | hooktime < JSON";
 
 fn stdin_json<T: DeserializeOwned>(what: &str) -> Result<T> {
     let mut text = String::new();
@@ -56,6 +58,7 @@ fn run(args: &[String]) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&dump)?);
             Ok(())
         }
+        ["hooktime"] => hooktime::run(&stdin_json("hook plan")?),
         ["reset"] => {
             services::reset()?;
             firewall::reset()

@@ -227,3 +227,61 @@ mod tests {
         assert!(matches!(err, FrameError::TooLarge(_)));
     }
 }
+
+/// `rulebench-ebpf hooktime`: kernel functions to time, and the commands
+/// (phases) to time them under. Read from the loader's stdin as JSON.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct HookPlan {
+    pub functions: Vec<HookFunction>,
+    pub phases: Vec<HookPhase>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HookFunction {
+    pub name: String,
+    /// 1-based argument index of the function's `struct nf_hook_state *`
+    /// (each call is attributed to its netfilter hook); 0 for none.
+    pub state_arg: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HookPhase {
+    pub name: String,
+    pub argv: Vec<String>,
+}
+
+/// What the loader prints: which functions could be probed, and per phase
+/// every call's duration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct HookReport {
+    pub functions: Vec<HookAttachment>,
+    pub phases: Vec<HookPhaseReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HookAttachment {
+    pub name: String,
+    pub attached: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct HookPhaseReport {
+    pub name: String,
+    pub calls: Vec<HookCalls>,
+    /// Calls past the per-CPU sample space (not in `calls`).
+    pub dropped: u64,
+    pub exit_code: Option<i32>,
+    /// The phase command's stdout (it carries e.g. pktgen's result).
+    pub stdout: String,
+}
+
+/// Durations of the calls of one function at one netfilter hook.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct HookCalls {
+    pub function: String,
+    /// PREROUTING … POSTROUTING, or "" for a function without a hook state.
+    pub hook: String,
+    pub ns: Vec<u64>,
+}
