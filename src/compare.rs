@@ -303,6 +303,7 @@ mod tests {
             meta: RunMeta::default(),
             samples,
             notes: vec![],
+            hooks: vec![],
         }
     }
 

@@ -19,6 +19,27 @@ pub struct Results {
     /// a report never silently omits a figure).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Where the per-packet kernel time goes: every traced (function,
+    /// hook) of the hook-time phases (absent in files written before).
+    #[serde(default)]
+    pub hooks: Vec<HookRow>,
+}
+
+/// One traced kernel function at one netfilter hook, in one hook-time
+/// phase of one repeat: the median ns of its calls and how many calls
+/// each sent packet caused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HookRow {
+    pub family: String,
+    pub tech: String,
+    pub n: u64,
+    pub repeat: u32,
+    /// first / middle / last / miss (services), match (firewall).
+    pub position: String,
+    pub function: String,
+    pub hook: String,
+    pub median_ns: f64,
+    pub calls_per_packet: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -206,6 +227,7 @@ mod tests {
                 },
             ],
             notes: vec![],
+            hooks: vec![],
         }
     }
 

@@ -149,6 +149,67 @@ pub const FW_TCP_NOTRACK: Figure = higher(
     "Mbit/s",
 );
 
+pub const SVC_HOOK_FIRST: Figure = lower(
+    "services.hook-ns.first",
+    "services: ns per new flow in the technology's own hook, first service (in-kernel, kprobe)",
+    "ns",
+);
+pub const SVC_HOOK_MIDDLE: Figure = lower(
+    "services.hook-ns.middle",
+    "services: ns per new flow in the technology's own hook, middle service",
+    "ns",
+);
+pub const SVC_HOOK_LAST: Figure = lower(
+    "services.hook-ns.last",
+    "services: ns per new flow in the technology's own hook, last service",
+    "ns",
+);
+pub const SVC_HOOK_MISS: Figure = lower(
+    "services.hook-ns.miss",
+    "services: ns per new flow in the technology's own hook, no service (a miss)",
+    "ns",
+);
+pub const SVC_HOOK_SLOPE: Figure = lower(
+    "services.hook-slope",
+    "services: per-rule cost, (last − first) / (N − 1) of the hook time",
+    "ns/rule",
+);
+pub const SVC_PKTGEN_FIRST: Figure = higher(
+    "services.pktgen-pps.first",
+    "services: new-flow UDP packets/s forwarded (pktgen, random sources), first service",
+    "pkt/s",
+);
+pub const SVC_PKTGEN_LAST: Figure = higher(
+    "services.pktgen-pps.last",
+    "services: new-flow UDP packets/s forwarded (pktgen, random sources), last service",
+    "pkt/s",
+);
+pub const SVC_PKTGEN_DROP_LAST: Figure = lower(
+    "services.pktgen-drop.last",
+    "services: pktgen packets sent but not forwarded, last service",
+    "%",
+);
+pub const FW_HOOK_MATCH: Figure = lower(
+    "firewall.hook-ns.match",
+    "firewall: ns per new flow in the filter hook, matching rule after N fillers (in-kernel, kprobe)",
+    "ns",
+);
+pub const FW_PKTGEN: Figure = higher(
+    "firewall.pktgen-pps",
+    "firewall: new-flow UDP packets/s forwarded (pktgen), matching rule after N fillers",
+    "pkt/s",
+);
+pub const FW_PKTGEN_DROP: Figure = lower(
+    "firewall.pktgen-drop",
+    "firewall: pktgen packets sent but not forwarded",
+    "%",
+);
+pub const FW_PKTGEN_CONNTRACK: Figure = lower(
+    "firewall.pktgen-conntrack-entries",
+    "firewall: kernel conntrack entries after a pktgen run (0: conntrack not in the path)",
+    "entries",
+);
+
 pub const ALL: &[Figure] = &[
     COLD_BOOT,
     BOOT,
@@ -173,6 +234,18 @@ pub const ALL: &[Figure] = &[
     FW_CRR_NOTRACK,
     FW_P50_NOTRACK,
     FW_TCP_NOTRACK,
+    SVC_HOOK_FIRST,
+    SVC_HOOK_MIDDLE,
+    SVC_HOOK_LAST,
+    SVC_HOOK_MISS,
+    SVC_HOOK_SLOPE,
+    SVC_PKTGEN_FIRST,
+    SVC_PKTGEN_LAST,
+    SVC_PKTGEN_DROP_LAST,
+    FW_HOOK_MATCH,
+    FW_PKTGEN,
+    FW_PKTGEN_DROP,
+    FW_PKTGEN_CONNTRACK,
 ];
 
 /// The catalogue entry of a figure id (results files may carry ids a newer

@@ -5,8 +5,11 @@
 
 pub mod control;
 pub mod data;
+pub mod evidence;
 pub mod figures;
 pub mod guest;
+pub mod hook;
+pub mod pktgen;
 pub mod stats;
 
 use crate::results::Sample;
@@ -56,6 +59,8 @@ impl Setting {
 #[derive(Debug, Default)]
 pub struct Recorder {
     pub samples: Vec<Sample>,
+    /// The hook-time breakdown ([`evidence`]), written beside the samples.
+    pub hooks: Vec<crate::results::HookRow>,
 }
 
 impl Recorder {

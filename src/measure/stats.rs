@@ -90,9 +90,35 @@ fn normal_upper_tail(z: f64) -> f64 {
     0.5 * poly * (-x * x).exp()
 }
 
+/// Deterministic xorshift resampler (fixed seed): `compare` and the report
+/// give the same interval every time for the same files.
+struct Resampler(u64);
+
+impl Resampler {
+    fn new() -> Self {
+        Resampler(0x853c_49e6_748f_ea9b)
+    }
+
+    fn median_of_draw(&mut self, s: &[f64]) -> f64 {
+        let pick: Vec<f64> = (0..s.len())
+            .map(|_| {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                s[(self.0 % s.len() as u64) as usize]
+            })
+            .collect();
+        median(&pick)
+    }
+}
+
+fn percentile_interval(mut values: Vec<f64>, confidence: f64) -> (f64, f64) {
+    values.retain(|r| r.is_finite());
+    let alpha = (1.0 - confidence) / 2.0;
+    (quantile(&values, alpha), quantile(&values, 1.0 - alpha))
+}
+
 /// Percentile bootstrap confidence interval of median(new) / median(base).
-/// Deterministic (fixed seed) so `compare` gives the same answer every
-/// time for the same files.
 pub fn bootstrap_median_ratio_ci(
     base: &[f64],
     new: &[f64],
@@ -102,22 +128,22 @@ pub fn bootstrap_median_ratio_ci(
     if base.is_empty() || new.is_empty() {
         return (f64::NAN, f64::NAN);
     }
-    let mut state = 0x853c_49e6_748f_ea9b_u64;
-    let mut draw = |s: &[f64]| -> f64 {
-        let pick: Vec<f64> = (0..s.len())
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                s[(state % s.len() as u64) as usize]
-            })
-            .collect();
-        median(&pick)
-    };
-    let mut ratios: Vec<f64> = (0..resamples).map(|_| draw(new) / draw(base)).collect();
-    ratios.retain(|r| r.is_finite());
-    let alpha = (1.0 - confidence) / 2.0;
-    (quantile(&ratios, alpha), quantile(&ratios, 1.0 - alpha))
+    let mut r = Resampler::new();
+    let ratios = (0..resamples)
+        .map(|_| r.median_of_draw(new) / r.median_of_draw(base))
+        .collect();
+    percentile_interval(ratios, confidence)
+}
+
+/// Percentile bootstrap confidence interval of one series' median (e.g.
+/// the per-rule slope over repeats: does its interval exclude 0?).
+pub fn bootstrap_median_ci(samples: &[f64], confidence: f64, resamples: usize) -> (f64, f64) {
+    if samples.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mut r = Resampler::new();
+    let medians = (0..resamples).map(|_| r.median_of_draw(samples)).collect();
+    percentile_interval(medians, confidence)
 }
 
 /// Least-squares slope of log(value) against log(n): the growth exponent

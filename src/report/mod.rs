@@ -321,6 +321,7 @@ mod tests {
             },
             samples,
             notes: vec!["firewall ipvs N=0: example note".into()],
+            hooks: vec![],
         }
     }
 
