@@ -68,6 +68,10 @@ pub struct RunMeta {
     /// written before the field existed.
     #[serde(default = "one")]
     pub parallel_guests: u32,
+    /// Phases that ran while no other guest of the run measured anything
+    /// (an exclusive lock between lanes); others may overlap.
+    #[serde(default)]
+    pub exclusive_phases: Vec<String>,
 }
 
 fn one() -> u32 {

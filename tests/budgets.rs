@@ -4,8 +4,8 @@
 
 mod common;
 
-use rulebench::measure::stats::median;
 use rulebench::measure::stats::bootstrap_median_ci;
+use rulebench::measure::stats::median;
 use rulebench::measure::{
     self, control, data, data::DataConfig, evidence, guest, Recorder, Setting,
 };
@@ -228,7 +228,8 @@ fn check(select: fn(&Budget) -> bool) {
         }
         if let Some(floor) = b.interval_above {
             let (lo, hi) = bootstrap_median_ci(&values(&b.tech, &b.figure, large), 0.95, 2000);
-            line += &format!("; 95 % interval of the median {lo:.3}..{hi:.3} (must be above {floor})");
+            line +=
+                &format!("; 95 % interval of the median {lo:.3}..{hi:.3} (must be above {floor})");
             failed |= lo <= floor;
         }
         eprintln!("{line}");

@@ -187,8 +187,8 @@ fn hook_repeat(
     hook::require_attached(&report, function)?;
     let mut out = Vec::new();
     for (p, (target, _)) in report.phases.iter().zip(targets) {
-        let sent = pktgen::parse_report(&p.stdout)
-            .with_context(|| format!("hook phase {}", p.name))?;
+        let sent =
+            pktgen::parse_report(&p.stdout).with_context(|| format!("hook phase {}", p.name))?;
         rec.hooks
             .extend(hook_rows(family, setting, r, p, sent.packets));
         // IPVS never sees a miss (not a local address): no calls, no figure.
@@ -252,12 +252,22 @@ pub fn services_rates(vm: &mut Vm, setting: &Setting, rec: &mut Recorder) -> Res
             let (dst, port) = target.services_dst(&services);
             let flood = Flood::timed(dst, port, RATE_MS);
             let rate = pktgen::rate(vm, &flood, &mac).with_context(|| {
-                format!("{} N={n}: pktgen to the {} service", setting.tech, target.name())
+                format!(
+                    "{} N={n}: pktgen to the {} service",
+                    setting.tech,
+                    target.name()
+                )
             })?;
             let figure = if target == Target::First {
                 &SVC_PKTGEN_FIRST
             } else {
-                rec.push(&SVC_PKTGEN_DROP_LAST, setting, r, "last", rate.drop_percent());
+                rec.push(
+                    &SVC_PKTGEN_DROP_LAST,
+                    setting,
+                    r,
+                    "last",
+                    rate.drop_percent(),
+                );
                 &SVC_PKTGEN_LAST
             };
             rec.push(figure, setting, r, target.name(), rate.delivered_pps());
@@ -272,12 +282,8 @@ pub fn services_rates(vm: &mut Vm, setting: &Setting, rec: &mut Recorder) -> Res
 pub fn firewall(vm: &mut Vm, setting: &Setting, rec: &mut Recorder, rates: bool) -> Result<()> {
     use super::figures::*;
     let n = setting.n as usize;
-    control::full_load(
-        vm,
-        setting.tech,
-        &Workload::Firewall(flood_firewall(n)),
-    )
-    .context("loading the flood firewall")?;
+    control::full_load(vm, setting.tech, &Workload::Firewall(flood_firewall(n)))
+        .context("loading the flood firewall")?;
     pktgen::prepare(vm)?;
     let mac = pktgen::gateway_mac(vm)?;
     let targets = [(Target::Match, (backend_addr(0), FLOOD_PORT))];

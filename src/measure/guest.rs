@@ -44,14 +44,15 @@ pub fn prepare(vm: &mut Vm) -> Result<Topology, VmError> {
     Ok(topology)
 }
 
-/// Every technology's state gone (the correctness tests' reset: one list
-/// of technologies for both, so none is forgotten — the eBPF programs were,
-/// once, and each eBPF full load then replaced the previous one instead of
-/// loading from empty), the NOTRACK table gone, conntrack empty.
+/// Every technology's state gone (the guest-state reset the correctness
+/// tests use too: one list of technologies for both, so none is forgotten
+/// — the eBPF programs were, once, and each eBPF full load then replaced
+/// the previous one instead of loading from empty), the NOTRACK table
+/// gone, conntrack empty.
 pub fn reset(vm: &mut Vm) -> Result<(), StepError> {
-    // The correctness reset already flushed conntrack; nothing passes
+    // The guest-state reset already flushed conntrack; nothing passes
     // traffic between that flush and this step.
-    crate::correctness::reset(vm)?;
+    crate::guest_state::reset(vm)?;
     run_steps(vm, Tech::Nftables, &[notrack_off()])?;
     Ok(())
 }

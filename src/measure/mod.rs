@@ -189,6 +189,26 @@ fn record_load(
     }
 }
 
+/// Evidence phases of one (tech, N) — hook time by position and pktgen
+/// rate ([`evidence`]); they load their own flood workloads.
+pub fn run_evidence(
+    vm: &mut Vm,
+    setting: &Setting,
+    family: hook::Family,
+    rec: &mut Recorder,
+) -> Result<()> {
+    if !evidence::covers(setting.tech, family) {
+        return Ok(());
+    }
+    match family {
+        hook::Family::Services => {
+            evidence::services_hooks(vm, setting, rec)?;
+            evidence::services_rates(vm, setting, rec)
+        }
+        hook::Family::Firewall => evidence::firewall(vm, setting, rec, true),
+    }
+}
+
 /// Services family at one (tech, N): control plane, then data plane on
 /// the loaded ruleset.
 pub fn run_services(

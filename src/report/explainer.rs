@@ -22,8 +22,8 @@ const SECTIONS: &[Section] = &[
         heading: "iptables (legacy x_tables)",
         claims: &[
             Claim {
-                text: "Rules live in tables (nat, filter) hooked into PREROUTING / FORWARD / OUTPUT. kube-proxy's KUBE-SERVICES chain holds one rule per service and is walked top to bottom: a new connection's first packet is compared against every rule before its own, and a miss against all of them. Expect connect latency to grow with N and the connection rate to fall.",
-                evidence: &["services.connect-p50", "services.crr-rate"],
+                text: "Rules live in tables (nat, filter) hooked into PREROUTING / FORWARD / OUTPUT. kube-proxy's KUBE-SERVICES chain holds one rule per service and is walked top to bottom: a new connection's first packet is compared against every rule before its own, and a miss against all of them. Expect the hook time to grow with the service's position (a per-rule slope above 0), the new-flow packet rate to fall, and — much less visibly under TCG — connect latency to grow.",
+                evidence: &["services.hook-slope", "services.hook-ns.last", "services.pktgen-pps.last", "services.connect-p50", "services.crr-rate"],
             },
             Claim {
                 text: "conntrack remembers the NAT decision, so the packets after the first skip the nat table: one long iperf3 stream barely sees N.",
@@ -35,7 +35,7 @@ const SECTIONS: &[Section] = &[
             },
             Claim {
                 text: "As a firewall with the matching rule after N others, every new connection walks all N; with NOTRACK every packet does, which is where bandwidth collapses.",
-                evidence: &["firewall.crr-rate.conntrack", "firewall.iperf-tcp.notrack"],
+                evidence: &["firewall.hook-ns.match", "firewall.pktgen-pps", "firewall.crr-rate.conntrack", "firewall.iperf-tcp.notrack"],
             },
         ],
     },
@@ -45,7 +45,7 @@ const SECTIONS: &[Section] = &[
         claims: &[
             Claim {
                 text: "Same rules, translated to nf_tables rules in linear chains (no sets or maps), so the per-packet walk is still linear in N.",
-                evidence: &["services.connect-p50", "firewall.crr-rate.conntrack"],
+                evidence: &["services.hook-slope", "services.connect-p50", "firewall.crr-rate.conntrack"],
             },
             Claim {
                 text: "Changes go through nf_tables transactions instead of a whole-table replace, but iptables-nft-restore still reads and compares the existing ruleset, so loads are slow.",
@@ -59,7 +59,7 @@ const SECTIONS: &[Section] = &[
         claims: &[
             Claim {
                 text: "One rule looks the destination up in a verdict map (`ip daddr . meta l4proto . th dport vmap @service-ips`): a hash lookup whatever N, so connect latency and connection rate should stay roughly flat.",
-                evidence: &["services.connect-p50", "services.crr-rate"],
+                evidence: &["services.hook-ns.last", "services.pktgen-pps.last", "services.connect-p50", "services.crr-rate"],
             },
             Claim {
                 text: "Adding a service is a small transaction (a map element and its chains), independent of N, in the kernel's design. Not on this image's pinned stack (kernel 5.10, nft 0.9.8): every `nft` run first reads the whole ruleset into its cache, and committing a transaction costs kernel time that grows with the number of verdict maps in the table — kube-proxy's layout has one anonymous `numgen … vmap` per service. Measured outside the bench at N = 3k: a full load took 79 s, 58 s of it kernel time; the same ruleset with each per-service vmap replaced by `numgen` rules loaded in 29 s with 6 s of kernel time. kube-proxy's nftables mode is documented for kernels ≥ 5.13. Expect add-one and full load to grow with N here.",
@@ -67,7 +67,7 @@ const SECTIONS: &[Section] = &[
             },
             Claim {
                 text: "As a firewall the rules become set elements matched by one rule, so N filler rules cost a lookup, not a walk.",
-                evidence: &["firewall.crr-rate.conntrack", "firewall.iperf-tcp.notrack"],
+                evidence: &["firewall.hook-ns.match", "firewall.crr-rate.conntrack", "firewall.iperf-tcp.notrack"],
             },
         ],
     },
@@ -76,7 +76,7 @@ const SECTIONS: &[Section] = &[
         heading: "nftables with one rule per filter rule",
         claims: &[Claim {
             text: "nftables does not make linear rule lists fast by itself: one rule per filter rule is walked like iptables.",
-            evidence: &["firewall.crr-rate.conntrack", "firewall.iperf-tcp.notrack"],
+            evidence: &["firewall.hook-ns.match", "firewall.crr-rate.conntrack", "firewall.iperf-tcp.notrack"],
         }],
     },
     Section {
@@ -85,7 +85,7 @@ const SECTIONS: &[Section] = &[
         claims: &[
             Claim {
                 text: "Virtual services live in a kernel hash table keyed by address, port and protocol; a scheduler (rr here) picks the real server. Lookup cost does not depend on N.",
-                evidence: &["services.connect-p50", "services.crr-rate"],
+                evidence: &["services.hook-ns.last", "services.connect-p50", "services.crr-rate"],
             },
             Claim {
                 text: "ipvsadm adds one virtual service with one netlink call: add-one stays flat.",
@@ -99,11 +99,11 @@ const SECTIONS: &[Section] = &[
         claims: &[
             Claim {
                 text: "Upstream bpf-iptables cannot be built on these machines, so this row is rulebench's own dataplane implementing the published designs. Services: a tc program looks the service up in a BPF hash map and rewrites the packet itself, so per-packet cost is independent of N, and a service change is one map write.",
-                evidence: &["services.connect-p50", "services.add-one"],
+                evidence: &["services.hook-ns.last", "services.pktgen-pps.last", "services.connect-p50", "services.add-one"],
             },
             Claim {
                 text: "Firewall: Linear Bit Vector Search (Miano et al., CCR 2019). Five lookups give bit vectors over the rules; the program ANDs only the words where all five can have bits, so N filler rules on other sources cost little per packet.",
-                evidence: &["firewall.crr-rate.conntrack", "firewall.connect-p50.notrack"],
+                evidence: &["firewall.hook-ns.match", "firewall.pktgen-pps", "firewall.crr-rate.conntrack", "firewall.connect-p50.notrack"],
             },
             Claim {
                 text: "The price is on the control plane: the vectors are rules/64 words each and there are about as many vectors as distinct field values, so memory and build time grow with N squared, and every change (one rule too) rebuilds all vectors in a new pipeline that is swapped in atomically.",
@@ -128,6 +128,18 @@ pub fn markdown(results: &Results) -> String {
                     "  - measured: {}\n",
                     growth_line(results, figure, section.tech)
                 );
+            }
+            // The in-kernel figures are the ones that resolve the claim:
+            // their plots sit next to it.
+            let plots: Vec<String> = claim
+                .evidence
+                .iter()
+                .filter(|f| f.contains(".hook-") || f.contains(".pktgen-"))
+                .filter(|f| results.samples.iter().any(|s| s.figure == **f))
+                .map(|f| format!("![{f}]({f}.svg)"))
+                .collect();
+            if !plots.is_empty() {
+                out += &format!("  - {}\n", plots.join(" "));
             }
         }
         out.push('\n');

@@ -2,6 +2,7 @@
 //! file. Everything here is a pure function of the results, so the same
 //! file always gives the same report.
 
+mod evidence;
 mod explainer;
 pub mod plot;
 
@@ -226,6 +227,18 @@ pub fn markdown(results: &Results) -> String {
                 }),
         ),
         ("duration", format!("{:.1} min", m.duration_seconds / 60.0)),
+        (
+            "guests",
+            format!(
+                "{} in parallel; alone on the host: {}",
+                m.parallel_guests,
+                if m.exclusive_phases.is_empty() {
+                    "none".to_string()
+                } else {
+                    m.exclusive_phases.join(", ")
+                }
+            ),
+        ),
     ] {
         out += &format!("| {k} | {v} |\n");
     }
@@ -253,6 +266,7 @@ pub fn markdown(results: &Results) -> String {
         );
     }
     out.push('\n');
+    out += &evidence::markdown(results);
     out += &explainer::markdown(results);
     out += "## Figures\n\n";
     for figure in present(results) {
