@@ -1,9 +1,11 @@
 //! rulebench: compare Linux packet filtering and service load balancing
 //! technologies inside pinned QEMU guests.
 
+pub mod bench;
 pub mod cli;
 pub mod compare;
 pub mod correctness;
+pub mod guest_state;
 pub mod image;
 pub mod kernel;
 pub mod measure;

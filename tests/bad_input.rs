@@ -5,6 +5,7 @@
 mod support;
 
 use rulebench::correctness::push;
+use rulebench::guest_state;
 use rulebench::steps::{run_steps, StepError};
 use rulebench::tech::{self, Tech};
 use rulebench::workload::{UpdateOp, Workload};
@@ -44,7 +45,7 @@ fn rejected_rulesets_leave_the_previous_one_in_place() {
         };
         next.apply(&op).expect("op applies");
         for &tech in Tech::for_workload(&previous) {
-            push::reset(&mut vm).unwrap_or_else(|e| panic!("{tech}: reset: {e}"));
+            guest_state::reset(&mut vm).unwrap_or_else(|e| panic!("{tech}: reset: {e}"));
             push::load(&mut vm, tech, &previous).unwrap_or_else(|e| panic!("{name}: {e}"));
             let before = push::dump(&mut vm, tech).unwrap_or_else(|e| panic!("{name}: {e}"));
             let steps = tech::render_workload(tech, &next).expect("renders");

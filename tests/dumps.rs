@@ -4,6 +4,7 @@
 mod support;
 
 use rulebench::correctness::push;
+use rulebench::guest_state;
 use rulebench::tech::Tech;
 
 #[test]
@@ -12,7 +13,7 @@ fn normalized_dumps_per_technology_and_fixture() {
     for name in ["services-small", "firewall-small"] {
         let workload = support::fixture(name);
         for &tech in Tech::for_workload(&workload) {
-            push::reset(&mut vm).unwrap_or_else(|e| panic!("reset before {tech}: {e}"));
+            guest_state::reset(&mut vm).unwrap_or_else(|e| panic!("reset before {tech}: {e}"));
             push::load(&mut vm, tech, &workload).unwrap_or_else(|e| panic!("{name}: {e}"));
             let dump = push::dump(&mut vm, tech).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(!dump.trim().is_empty(), "{name}: {tech} dumped nothing");
@@ -20,7 +21,7 @@ fn normalized_dumps_per_technology_and_fixture() {
         }
     }
     // The reset really cleans: nothing of any technology is left.
-    push::reset(&mut vm).expect("final reset");
+    guest_state::reset(&mut vm).expect("final reset");
     for tech in [
         Tech::IptablesLegacy,
         Tech::IptablesNft,

@@ -2,6 +2,7 @@
 
 mod apply_cmd;
 mod bench_cmd;
+mod bench_progress;
 mod bisect_cmd;
 mod compare_cmd;
 mod image_cmd;

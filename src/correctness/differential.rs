@@ -6,8 +6,7 @@ use std::fmt::Write;
 
 use crate::tech::Tech;
 
-use super::probes::Probe;
-use super::verdict::Verdict;
+use super::probes::{Probe, Verdict};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Differential {

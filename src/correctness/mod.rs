@@ -4,10 +4,12 @@
 //! workload's own reference semantics (the oracle) — and against the other
 //! technologies (the differential).
 //!
-//! - [`probes`]: which connections to try for a workload (pure).
-//! - [`verdict`]: what one probe's answers mean (pure).
+//! - [`probes`]: which connections to try for a workload, and the verdicts
+//!   a probe can get (pure).
+//! - [`verdict`]: judging what one probe's answers mean (pure).
 //! - [`differential`]: verdict tables across technologies (pure).
-//! - [`push`]: reset / load / update / dump in the guest through the step runner.
+//! - [`push`]: load / update / dump in the guest through the step runner
+//!   (the reset between technologies is [`crate::guest_state::reset`]).
 //! - [`session`]: a guest with its topology up, running probe sets.
 
 pub mod differential;
@@ -17,10 +19,12 @@ pub mod session;
 pub mod verdict;
 
 pub use differential::{Differential, Disagreement};
-pub use probes::{firewall_probes, probes_for, service_probes, Check, Probe, ProbeOptions};
-pub use push::{dump, load, reset, update};
+pub use probes::{
+    firewall_probes, probes_for, service_probes, Check, Probe, ProbeOptions, Verdict,
+};
+pub use push::{dump, load, update};
 pub use session::{topology_for, Session, TechRun};
-pub use verdict::{judge, Verdict};
+pub use verdict::judge;
 
 use crate::steps::StepError;
 use crate::tech::TechError;

@@ -3,6 +3,7 @@
 //! give the same probes, so every technology is asked the same questions.
 
 use std::collections::BTreeSet;
+use std::fmt;
 use std::net::Ipv4Addr;
 
 use rulebench_proto::{ProbeItem, ProbePlan};
@@ -12,8 +13,6 @@ use crate::workload::topology::{generated_vip, CLIENT_ADDR, SERVICE_PORT};
 use crate::workload::{
     Endpoint, Expected, Firewall, Packet, Proto, Service, Services, Verdict as Action, Workload,
 };
-
-use super::verdict::Verdict;
 
 /// Linux's default ephemeral port range (`net.ipv4.ip_local_port_range`):
 /// the probe's source port is somewhere in here, chosen by the kernel.
@@ -89,6 +88,39 @@ impl Probe {
 
     pub fn destination(&self) -> Endpoint {
         Endpoint::new(self.addr, self.port)
+    }
+}
+
+/// What one probe's answers meant. A verdict is a small value, the same
+/// for two technologies that behaved the same way, so verdicts compare
+/// across technologies (the differential) and against the oracle.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verdict {
+    /// Every attempt was answered by one of the service's backends (and,
+    /// where the probe checks it, spread over all of them / sticky).
+    Balanced,
+    /// Answered by the addressed endpoint itself: not translated.
+    Direct,
+    /// No attempt got an answer.
+    NoAnswer,
+    /// Firewall: the connection went through.
+    Connected,
+    /// Firewall: every attempt failed within the timeout.
+    Blocked,
+    /// Anything else, described.
+    Wrong(String),
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Balanced => f.write_str("balanced"),
+            Verdict::Direct => f.write_str("direct (not translated)"),
+            Verdict::NoAnswer => f.write_str("no answer"),
+            Verdict::Connected => f.write_str("connected"),
+            Verdict::Blocked => f.write_str("blocked"),
+            Verdict::Wrong(why) => write!(f, "WRONG: {why}"),
+        }
     }
 }
 

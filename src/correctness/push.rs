@@ -1,38 +1,13 @@
-//! Reset, load, update and dump a technology's state in the guest, always
-//! through the renderers' steps and the shared step runner.
+//! Load, update and dump a technology's state in the guest, always
+//! through the renderers' steps and the shared step runner. The reset
+//! between technologies is `crate::guest_state::reset`.
 
-use crate::steps::{run_steps, total_ns, StepError};
+use crate::steps::{run_steps, total_ns};
 use crate::tech::{self, Step, Tech};
 use crate::vm::Vm;
 use crate::workload::{UpdateOp, Workload};
 
 use super::CorrectnessError;
-
-/// Order matters: IPVS's reset empties the legacy nat table that refers to
-/// its ipsets before destroying them. `NftablesLinear` shares the nftables
-/// reset. Used by the measurements too (`measure::guest::reset`).
-const RESET_ORDER: [Tech; 5] = [
-    Tech::Ipvs,
-    Tech::IptablesLegacy,
-    Tech::IptablesNft,
-    Tech::Nftables,
-    // tc programs stay attached until detached: a leftover eBPF firewall
-    // would silently filter the next technology's probes.
-    Tech::Ebpf,
-];
-
-/// Clean every technology's state and forget tracked connections, so one
-/// technology's NAT or filter decisions cannot leak into the next one's
-/// probes through a conntrack entry.
-pub fn reset(vm: &mut Vm) -> Result<(), StepError> {
-    for tech in RESET_ORDER {
-        run_steps(vm, tech, &tech::reset_steps(tech))?;
-    }
-    // `conntrack -F` exits 1 on an empty table on some versions.
-    let flush = Step::new(&["conntrack", "-F"]).tolerant();
-    run_steps(vm, Tech::IptablesLegacy, &[flush])?;
-    Ok(())
-}
 
 /// Full (atomic where the tool allows) load of `workload`; returns the
 /// guest-side time of the load steps.

@@ -11,8 +11,8 @@ use crate::vm::Vm;
 use crate::workload::{UpdateOp, Workload};
 
 use super::differential::Differential;
-use super::probes::{plan, Check, Probe};
-use super::verdict::{judge, Verdict};
+use super::probes::{plan, Check, Probe, Verdict};
+use super::verdict::judge;
 use super::{push, CorrectnessError};
 
 /// Per-attempt timeout for service probes: an untranslated connection to
@@ -73,7 +73,7 @@ impl Session {
     }
 
     pub fn reset(&mut self) -> Result<(), CorrectnessError> {
-        Ok(push::reset(&mut self.vm)?)
+        Ok(crate::guest_state::reset(&mut self.vm)?)
     }
 
     pub fn load(&mut self, tech: Tech, workload: &Workload) -> Result<u64, CorrectnessError> {

@@ -1,46 +1,15 @@
-//! What one probe's answers mean. A verdict is a small value, the same
-//! for two technologies that behaved the same way, so verdicts compare
-//! across technologies (the differential) and against the oracle.
+//! What one probe's answers mean: [`judge`] turns the agent's answers into
+//! a [`Verdict`] (defined with the probes, since a probe carries the
+//! verdict its oracle expects).
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use rulebench_proto::ProbeOutcome;
 
 use crate::topo::backend_name;
 use crate::workload::Endpoint;
 
-use super::probes::{Check, Probe};
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Verdict {
-    /// Every attempt was answered by one of the service's backends (and,
-    /// where the probe checks it, spread over all of them / sticky).
-    Balanced,
-    /// Answered by the addressed endpoint itself: not translated.
-    Direct,
-    /// No attempt got an answer.
-    NoAnswer,
-    /// Firewall: the connection went through.
-    Connected,
-    /// Firewall: every attempt failed within the timeout.
-    Blocked,
-    /// Anything else, described.
-    Wrong(String),
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Verdict::Balanced => f.write_str("balanced"),
-            Verdict::Direct => f.write_str("direct (not translated)"),
-            Verdict::NoAnswer => f.write_str("no answer"),
-            Verdict::Connected => f.write_str("connected"),
-            Verdict::Blocked => f.write_str("blocked"),
-            Verdict::Wrong(why) => write!(f, "WRONG: {why}"),
-        }
-    }
-}
+use super::probes::{Check, Probe, Verdict};
 
 /// The endpoint an identity line names: `be0 10.200.0.2:8080` is backend
 /// namespace 0 answering on 10.200.0.2:8080. The name must agree with the

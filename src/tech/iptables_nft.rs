@@ -18,7 +18,7 @@ pub const TOOLS: Tools = Tools {
 /// delete succeed whether or not it existed.
 pub fn reset_steps() -> Vec<Step> {
     vec![Step::with_stdin(
-        &super::nftables::LOAD_ARGV,
+        &super::nft::LOAD_ARGV,
         "table ip nat\ndelete table ip nat\ntable ip filter\ndelete table ip filter\n",
     )]
 }

@@ -10,6 +10,7 @@ pub mod iptables;
 pub mod iptables_layout;
 pub mod iptables_nft;
 pub mod ipvs;
+pub mod nft;
 pub mod nftables;
 pub mod nftables_firewall;
 pub mod normalize;

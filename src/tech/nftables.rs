@@ -15,16 +15,15 @@ use crate::workload::{Endpoint, Firewall, Service, Services, UpdateOp};
 
 use super::hash::{nft_endpoint_base, nft_service_base};
 use super::iptables_layout::MASQ_MARK;
+use super::nft::{self, table_preamble};
+use super::nftables_firewall;
 use super::normalize::normalize_nft_ruleset;
-use super::{nftables_firewall, Step};
+use super::step::Step;
 
 pub const TABLE: &str = "ip kube-proxy";
 
-/// `nft -f FILE` reading stdin. nft 0.9.8 spells `-f -` as opening
-/// `/dev/stdin`, a symlink the minimal guest's devtmpfs does not have
-/// (udev makes it on a full system); `/proc/self/fd/0` is the same pipe
-/// and always exists. Error messages then read `/proc/self/fd/0:LINE:COL`.
-pub const LOAD_ARGV: [&str; 3] = ["nft", "-f", "/proc/self/fd/0"];
+/// Kept here too: the measurements' NOTRACK table loads through it.
+pub use super::nft::LOAD_ARGV;
 
 /// A service's chain and set names, hashed once per service.
 struct Names {
@@ -60,13 +59,6 @@ impl Names {
 
 fn service_ips_key(svc: &Service) -> String {
     format!("{} . {} . {}", svc.vip, svc.proto, svc.port)
-}
-
-/// Deleting our own table and redefining it in the same transaction makes
-/// the load atomic and leaves every other table alone; the leading bare
-/// `table` line makes the delete succeed on a fresh guest.
-pub fn table_preamble(table: &str) -> String {
-    format!("table {table}\ndelete table {table}\nadd table {table}\n")
 }
 
 fn base_rules(out: &mut String) {
@@ -255,30 +247,26 @@ pub fn services_update(before: &Services, op: &UpdateOp) -> String {
     out
 }
 
-fn nft_step(text: String) -> Step {
-    Step::with_stdin(&LOAD_ARGV, text)
-}
-
 pub fn render_services(services: &Services) -> Vec<Step> {
-    vec![nft_step(services_ruleset(services))]
+    vec![nft::load_step(services_ruleset(services))]
 }
 
 pub fn render_services_update(before: &Services, op: &UpdateOp) -> Vec<Step> {
-    vec![nft_step(services_update(before, op))]
+    vec![nft::load_step(services_update(before, op))]
 }
 
 /// Set-based firewall layout (see `nftables_firewall`).
 pub fn render_firewall(fw: &Firewall) -> Vec<Step> {
-    vec![nft_step(nftables_firewall::sets_ruleset(fw))]
+    vec![nft::load_step(nftables_firewall::sets_ruleset(fw))]
 }
 
 pub fn render_firewall_update(before: &Firewall, op: &UpdateOp) -> Vec<Step> {
-    vec![nft_step(nftables_firewall::sets_update(before, op))]
+    vec![nft::load_step(nftables_firewall::sets_update(before, op))]
 }
 
 /// Linear firewall layout: one nft rule per rule, like iptables.
 pub fn render_firewall_linear(fw: &Firewall) -> Vec<Step> {
-    vec![nft_step(nftables_firewall::linear_ruleset(fw))]
+    vec![nft::load_step(nftables_firewall::linear_ruleset(fw))]
 }
 
 pub fn render_firewall_linear_update(before: &Firewall, op: &UpdateOp) -> Vec<Step> {
@@ -299,5 +287,5 @@ pub fn reset_steps() -> Vec<Step> {
     for table in [TABLE, nftables_firewall::TABLE] {
         let _ = writeln!(text, "table {table}\ndelete table {table}");
     }
-    vec![nft_step(text)]
+    vec![nft::load_step(text)]
 }

@@ -17,8 +17,8 @@ use std::fmt::Write;
 
 use crate::workload::{Cidr, Firewall, PortRange, Rule, UpdateOp, Verdict};
 
-use super::nftables::table_preamble;
-use super::Step;
+use super::nft::{self, table_preamble};
+use super::step::Step;
 
 pub const TABLE: &str = "ip rulebench-filter";
 pub const CHAIN: &str = "forward";
@@ -104,7 +104,7 @@ pub fn linear_update(before: &Firewall, op: &UpdateOp) -> Vec<Step> {
                     linear_rule(rule)
                 )
             };
-            vec![Step::with_stdin(&super::nftables::LOAD_ARGV, text)]
+            vec![nft::load_step(text)]
         }
         UpdateOp::DeleteRule { index } => {
             // n counts handle-bearing lines after the chain header: rule

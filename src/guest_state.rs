@@ -1,0 +1,35 @@
+//! A guest's rule state between technologies, shared by correctness and
+//! measurement: both start a technology from a guest that [`reset`] left
+//! with no technology's state and no tracked connection. Sits beside
+//! `steps.rs` (it runs the renderers' reset steps through it) and below
+//! both `correctness` and `measure`, which take the reset from here.
+
+use crate::steps::{run_steps, StepError};
+use crate::tech::{self, Step, Tech};
+use crate::vm::Vm;
+
+/// Order matters: IPVS's reset empties the legacy nat table that refers to
+/// its ipsets before destroying them. `NftablesLinear` shares the nftables
+/// reset.
+const RESET_ORDER: [Tech; 5] = [
+    Tech::Ipvs,
+    Tech::IptablesLegacy,
+    Tech::IptablesNft,
+    Tech::Nftables,
+    // tc programs stay attached until detached: a leftover eBPF firewall
+    // would silently filter the next technology's probes.
+    Tech::Ebpf,
+];
+
+/// Clean every technology's state and forget tracked connections, so one
+/// technology's NAT or filter decisions cannot leak into the next one's
+/// probes through a conntrack entry.
+pub fn reset(vm: &mut Vm) -> Result<(), StepError> {
+    for tech in RESET_ORDER {
+        run_steps(vm, tech, &tech::reset_steps(tech))?;
+    }
+    // `conntrack -F` exits 1 on an empty table on some versions.
+    let flush = Step::new(&["conntrack", "-F"]).tolerant();
+    run_steps(vm, Tech::IptablesLegacy, &[flush])?;
+    Ok(())
+}
