@@ -238,8 +238,20 @@ mod tests {
         let mut samples = Vec::new();
         for r in 0..5u32 {
             let jitter = f64::from(r) * 0.1;
-            samples.push(sample("services.hook-slope", "linear", 1000, r, 9.0 + jitter));
-            samples.push(sample("services.hook-slope", "hashed", 1000, r, jitter - 0.2));
+            samples.push(sample(
+                "services.hook-slope",
+                "linear",
+                1000,
+                r,
+                9.0 + jitter,
+            ));
+            samples.push(sample(
+                "services.hook-slope",
+                "hashed",
+                1000,
+                r,
+                jitter - 0.2,
+            ));
             samples.push(sample("services.hook-ns.miss", "linear", 1000, r, 10_000.0));
         }
         let results = Results {
