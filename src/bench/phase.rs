@@ -75,11 +75,7 @@ impl Phase for Evidence {
 
     fn run(&self, vm: &mut Vm, job: &Job, rec: &mut Recorder) -> anyhow::Result<()> {
         let _alone = EXCLUSIVE.write().unwrap_or_else(|e| e.into_inner());
-        let family = match job.family {
-            Family::Services => measure::hook::Family::Services,
-            Family::Firewall => measure::hook::Family::Firewall,
-        };
-        measure::run_evidence(vm, &job.setting, family, rec)
+        measure::run_evidence(vm, &job.setting, job.family, rec)
     }
 }
 

@@ -8,12 +8,12 @@
 //! packet's rule sits. Each repeat runs the positions interleaved, in an
 //! order rotated per repeat, so drift over the run does not favour one.
 
-use super::hook::{self, Family};
+use super::hook;
 use super::pktgen::{self, Flood, FLOOD_PORT};
+use super::Family;
 use super::{control, guest, Recorder, Setting};
 use crate::results::HookRow;
 use crate::steps::run_steps;
-use crate::tech::Tech;
 use crate::vm::Vm;
 use crate::workload::topology::{backend_addr, CLIENT_NET, CLUSTER_CIDR};
 use crate::workload::{Endpoint, Firewall, PortRange, Proto, Rule, Services, Verdict, Workload};
@@ -149,10 +149,7 @@ fn hook_rows(
         .map(|c| {
             let ns: Vec<f64> = c.ns.iter().map(|&n| n as f64).collect();
             HookRow {
-                family: match family {
-                    Family::Services => "services".into(),
-                    Family::Firewall => "firewall".into(),
-                },
+                family: family.name().into(),
                 tech: setting.tech.name().into(),
                 n: setting.n,
                 repeat: r,
@@ -311,14 +308,6 @@ pub fn firewall(vm: &mut Vm, setting: &Setting, rec: &mut Recorder, rates: bool)
         rec.push(&FW_PKTGEN_CONNTRACK, setting, r, "match", entries);
     }
     Ok(())
-}
-
-/// Which technologies the evidence covers per family.
-pub fn covers(tech: Tech, family: Family) -> bool {
-    match family {
-        Family::Services => tech != Tech::NftablesLinear,
-        Family::Firewall => tech != Tech::Ipvs,
-    }
 }
 
 #[cfg(test)]

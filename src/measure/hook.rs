@@ -7,17 +7,11 @@
 //! kernel the same walk is the whole difference between a packet that
 //! matches the first service and one that matches the last.
 
+use super::Family;
 use crate::tech::{ebpf::LOADER, Tech};
 use crate::vm::Vm;
 use anyhow::{bail, Context, Result};
 use rulebench_proto::{HookFunction, HookPhase, HookPhaseReport, HookPlan, HookReport};
-
-/// Which workload family a hook measurement is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    Services,
-    Firewall,
-}
 
 /// Every function traced, whatever the technology, so the breakdown shows
 /// all the per-packet work (kube-proxy's IPVS mode also runs iptables

@@ -6,6 +6,7 @@
 pub mod control;
 pub mod data;
 pub mod evidence;
+mod family;
 pub mod figures;
 pub mod guest;
 pub mod hook;
@@ -22,6 +23,7 @@ use crate::workload::{
 };
 use anyhow::{Context, Result};
 use data::DataConfig;
+pub use family::Family;
 use figures::Figure;
 
 /// Backends per generated service (kube-proxy's common small case).
@@ -194,18 +196,18 @@ fn record_load(
 pub fn run_evidence(
     vm: &mut Vm,
     setting: &Setting,
-    family: hook::Family,
+    family: Family,
     rec: &mut Recorder,
 ) -> Result<()> {
-    if !evidence::covers(setting.tech, family) {
+    if !family.techs().contains(&setting.tech) {
         return Ok(());
     }
     match family {
-        hook::Family::Services => {
+        Family::Services => {
             evidence::services_hooks(vm, setting, rec)?;
             evidence::services_rates(vm, setting, rec)
         }
-        hook::Family::Firewall => evidence::firewall(vm, setting, rec, true),
+        Family::Firewall => evidence::firewall(vm, setting, rec, true),
     }
 }
 
