@@ -57,6 +57,38 @@ pub fn flood_firewall(n: usize) -> Firewall {
     fw
 }
 
+/// Port of the first overlap filler (`10000 + i`): clear of the flood,
+/// backend and iperf3 ports.
+const OVERLAP_PORT_BASE: u16 = 10_000;
+
+/// The harder firewall: N fillers that share the client's source prefix,
+/// the cluster destination and the flood's protocol, differing only in
+/// destination port, with alternating actions — so a linear walk cannot
+/// reject a filler on its first field, and LBVS's source, destination and
+/// protocol vectors have every filler's bit set: only the port vector
+/// clears them, and the AND runs over every word. Then the usual accept
+/// rules and the flood's rule last.
+pub fn flood_firewall_overlap(n: usize) -> Firewall {
+    let mut fw = flood_firewall(0);
+    let fillers = (0..n).map(|i| Rule {
+        src: Some(CLIENT_NET),
+        dst: Some(CLUSTER_CIDR),
+        proto: Some(Proto::Udp),
+        sport: None,
+        dport: Some(PortRange::single(OVERLAP_PORT_BASE + i as u16)),
+        action: if i % 2 == 0 {
+            Verdict::Drop
+        } else {
+            Verdict::Accept
+        },
+    });
+    fw.rules.splice(0..0, fillers);
+    fw
+}
+
+/// Largest N [`flood_firewall_overlap`] can give (one port per filler).
+pub const MAX_OVERLAP_FILLERS: usize = (u16::MAX - OVERLAP_PORT_BASE) as usize;
+
 /// Where a flood goes: a service position, a miss, or the firewall match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
@@ -68,6 +100,8 @@ pub enum Target {
     Miss,
     /// Firewall: the accept rule after the N fillers.
     Match,
+    /// Firewall: the same after N overlapping fillers.
+    MatchOverlap,
 }
 
 impl Target {
@@ -78,6 +112,7 @@ impl Target {
             Target::Last => "last",
             Target::Miss => "miss",
             Target::Match => "match",
+            Target::MatchOverlap => "match-overlap",
         }
     }
 
@@ -91,7 +126,7 @@ impl Target {
             Target::First => at(0),
             Target::Middle => at(list.len() / 2),
             Target::Last => at(list.len() - 1),
-            Target::Miss | Target::Match => (backend_addr(0), FLOOD_PORT),
+            Target::Miss | Target::Match | Target::MatchOverlap => (backend_addr(0), FLOOD_PORT),
         }
     }
 }
@@ -273,39 +308,72 @@ pub fn services_rates(vm: &mut Vm, setting: &Setting, rec: &mut Recorder) -> Res
     Ok(())
 }
 
+/// The two firewall shapes the evidence measures, with their figures.
+struct Shape {
+    target: Target,
+    workload: fn(usize) -> Firewall,
+    hook: &'static super::figures::Figure,
+    rate: &'static super::figures::Figure,
+}
+
+const SHAPES: [Shape; 2] = [
+    Shape {
+        target: Target::Match,
+        workload: flood_firewall,
+        hook: &super::figures::FW_HOOK_MATCH,
+        rate: &super::figures::FW_PKTGEN,
+    },
+    Shape {
+        target: Target::MatchOverlap,
+        workload: flood_firewall_overlap,
+        hook: &super::figures::FW_HOOK_OVERLAP,
+        rate: &super::figures::FW_PKTGEN_OVERLAP,
+    },
+];
+
 /// Firewall: hook time and pktgen rate of the matching rule after N
 /// fillers (conntrack on: every random-source packet is a new flow, so it
-/// walks the rules), and whether kernel conntrack saw the flood.
+/// walks the rules), and whether kernel conntrack saw the flood; for the
+/// best-case fillers (other sources) and the overlapping ones.
 pub fn firewall(vm: &mut Vm, setting: &Setting, rec: &mut Recorder, rates: bool) -> Result<()> {
     use super::figures::*;
     let n = setting.n as usize;
-    control::full_load(vm, setting.tech, &Workload::Firewall(flood_firewall(n)))
-        .context("loading the flood firewall")?;
-    pktgen::prepare(vm)?;
-    let mac = pktgen::gateway_mac(vm)?;
-    let targets = [(Target::Match, (backend_addr(0), FLOOD_PORT))];
-    for r in 0..setting.repeats {
-        let medians = hook_repeat(vm, setting, Family::Firewall, &targets, &mac, r, rec)
-            .with_context(|| format!("{} N={n}: firewall hook time", setting.tech))?;
-        for (_, v) in medians {
-            rec.push(&FW_HOOK_MATCH, setting, r, "match", v);
+    for shape in &SHAPES {
+        if shape.target == Target::MatchOverlap && n > MAX_OVERLAP_FILLERS {
+            continue;
         }
-    }
-    if !rates {
-        return Ok(());
-    }
-    for r in 0..setting.repeats {
-        run_steps(vm, setting.tech, &[guest::flush_conntrack()])?;
-        let flood = Flood::timed(backend_addr(0), FLOOD_PORT, RATE_MS);
-        let rate = pktgen::rate(vm, &flood, &mac)
-            .with_context(|| format!("{} N={n}: firewall pktgen", setting.tech))?;
-        rec.push(&FW_PKTGEN, setting, r, "match", rate.delivered_pps());
-        rec.push(&FW_PKTGEN_DROP, setting, r, "match", rate.drop_percent());
-        let count = vm
-            .sh("conntrack -C")
-            .context("counting conntrack entries")?;
-        let entries: f64 = count.trim().parse().unwrap_or(0.0);
-        rec.push(&FW_PKTGEN_CONNTRACK, setting, r, "match", entries);
+        let name = shape.target.name();
+        control::full_load(vm, setting.tech, &Workload::Firewall((shape.workload)(n)))
+            .with_context(|| format!("loading the flood firewall ({name})"))?;
+        pktgen::prepare(vm)?;
+        let mac = pktgen::gateway_mac(vm)?;
+        let targets = [(shape.target, (backend_addr(0), FLOOD_PORT))];
+        for r in 0..setting.repeats {
+            let medians = hook_repeat(vm, setting, Family::Firewall, &targets, &mac, r, rec)
+                .with_context(|| format!("{} N={n}: firewall hook time ({name})", setting.tech))?;
+            for (_, v) in medians {
+                rec.push(shape.hook, setting, r, name, v);
+            }
+        }
+        if !rates {
+            continue;
+        }
+        for r in 0..setting.repeats {
+            run_steps(vm, setting.tech, &[guest::flush_conntrack()])?;
+            let flood = Flood::timed(backend_addr(0), FLOOD_PORT, RATE_MS);
+            let rate = pktgen::rate(vm, &flood, &mac)
+                .with_context(|| format!("{} N={n}: firewall pktgen ({name})", setting.tech))?;
+            rec.push(shape.rate, setting, r, name, rate.delivered_pps());
+            if shape.target != Target::Match {
+                continue;
+            }
+            rec.push(&FW_PKTGEN_DROP, setting, r, name, rate.drop_percent());
+            let count = vm
+                .sh("conntrack -C")
+                .context("counting conntrack entries")?;
+            let entries: f64 = count.trim().parse().unwrap_or(0.0);
+            rec.push(&FW_PKTGEN_CONNTRACK, setting, r, name, entries);
+        }
     }
     Ok(())
 }
@@ -342,6 +410,27 @@ mod tests {
         // The match is the last rule: every filler comes before it.
         let first_match = fw.rules.iter().position(|r| r.matches(&packet));
         assert_eq!(first_match, Some(fw.rules.len() - 1));
+    }
+
+    #[test]
+    fn overlapping_fillers_differ_from_the_flood_only_in_port() {
+        let fw = flood_firewall_overlap(64);
+        Workload::Firewall(fw.clone()).validate().unwrap();
+        let packet = Packet {
+            src: Ipv4Addr::new(10, 100, 0, 9),
+            dst: backend_addr(1),
+            proto: Proto::Udp,
+            sport: 40000,
+            dport: FLOOD_PORT,
+        };
+        let first_match = fw.rules.iter().position(|r| r.matches(&packet));
+        assert_eq!(first_match, Some(fw.rules.len() - 1));
+        let fillers = &fw.rules[..64];
+        assert!(fillers.iter().all(|r| r.src == Some(CLIENT_NET)
+            && r.proto == Some(Proto::Udp)
+            && r.dport.is_some_and(|p| !p.contains(FLOOD_PORT))));
+        assert_eq!(fillers[0].action, Verdict::Drop);
+        assert_eq!(fillers[1].action, Verdict::Accept);
     }
 
     #[test]

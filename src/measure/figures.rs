@@ -194,6 +194,16 @@ pub const FW_HOOK_MATCH: Figure = lower(
     "firewall: ns per new flow in the filter hook, matching rule after N fillers (in-kernel, kprobe)",
     "ns",
 );
+pub const FW_HOOK_OVERLAP: Figure = lower(
+    "firewall.hook-ns.match-overlap",
+    "firewall: ns per new flow in the filter hook, match after N fillers sharing the client's prefix (differ by port, alternating actions)",
+    "ns",
+);
+pub const FW_PKTGEN_OVERLAP: Figure = higher(
+    "firewall.pktgen-pps.overlap",
+    "firewall: new-flow UDP packets/s forwarded (pktgen), match after N overlapping fillers",
+    "pkt/s",
+);
 pub const FW_PKTGEN: Figure = higher(
     "firewall.pktgen-pps",
     "firewall: new-flow UDP packets/s forwarded (pktgen), matching rule after N fillers",
@@ -243,7 +253,9 @@ pub const ALL: &[Figure] = &[
     SVC_PKTGEN_LAST,
     SVC_PKTGEN_DROP_LAST,
     FW_HOOK_MATCH,
+    FW_HOOK_OVERLAP,
     FW_PKTGEN,
+    FW_PKTGEN_OVERLAP,
     FW_PKTGEN_DROP,
     FW_PKTGEN_CONNTRACK,
 ];

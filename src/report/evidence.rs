@@ -101,8 +101,8 @@ fn pktgen_table(results: &Results) -> String {
 
 fn firewall_table(results: &Results) -> String {
     let mut out = String::from(
-        "| technology | N | hook, match (ns) | CV | pkt/s | CV | dropped | conntrack entries after a run |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| technology | N | hook, match (ns) | CV | pkt/s | CV | dropped | conntrack entries after a run | hook, overlapping fillers (ns) | CV | pkt/s, overlapping |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for tech in techs(results, "firewall.hook-ns.match") {
         for n in sizes(results, "firewall.hook-ns.match") {
@@ -111,13 +111,16 @@ fn firewall_table(results: &Results) -> String {
                 continue;
             }
             out += &format!(
-                "| {tech} | {n} | {} | {} | {} | {} | {} % | {} |\n",
+                "| {tech} | {n} | {} | {} | {} | {} | {} % | {} | {} | {} | {} |\n",
                 cell(hook),
                 cv_cell(results, "firewall.hook-ns.match", &tech, n),
                 cell(med(results, "firewall.pktgen-pps", &tech, n)),
                 cv_cell(results, "firewall.pktgen-pps", &tech, n),
                 cell(med(results, "firewall.pktgen-drop", &tech, n)),
                 cell(med(results, "firewall.pktgen-conntrack-entries", &tech, n)),
+                cell(med(results, "firewall.hook-ns.match-overlap", &tech, n)),
+                cv_cell(results, "firewall.hook-ns.match-overlap", &tech, n),
+                cell(med(results, "firewall.pktgen-pps.overlap", &tech, n)),
             );
         }
     }
@@ -201,7 +204,11 @@ pub fn markdown(results: &Results) -> String {
     out += "\n![pktgen rate, last service](services.pktgen-pps.last.svg)\n\n";
     out += "### Firewall: the matching rule after N fillers\n\n\
             The same measurements against the firewall workload: N filler rules, then the rule the flood \
-            matches (conntrack on; every packet is a new flow, so each walks the rules). The last column \
+            matches (conntrack on; every packet is a new flow, so each walks the rules). Two filler shapes: \
+            the best case (fillers from other sources: a linear walk rejects each on its first field, LBVS's \
+            source vector already excludes them) and overlapping fillers (the client's own prefix, the \
+            cluster destination, UDP, differing only in destination port, alternating drop / accept: each \
+            filler is compared up to its port, and LBVS ANDs every word of the vectors). The last column \
             says whether kernel conntrack saw the flood: netfilter technologies need it for the \
             established shortcut; for the eBPF firewall it shows whether conntrack ran beside the tc \
             program anyway.\n\n";
