@@ -53,8 +53,16 @@ fn hook_table(results: &Results) -> String {
         "| technology | N | first (ns) | middle (ns) | last (ns) | miss (ns) | CV last | slope |\n\
          |---|---:|---:|---:|---:|---:|---:|---|\n",
     );
-    for tech in techs(results, "services.hook-ns.miss") {
-        for n in sizes(results, "services.hook-ns.miss") {
+    let mut all_techs = techs(results, "services.hook-ns.miss");
+    all_techs.extend(techs(results, "services.hook-ns.last"));
+    all_techs.sort();
+    all_techs.dedup();
+    let mut all_sizes = sizes(results, "services.hook-ns.miss");
+    all_sizes.extend(sizes(results, "services.hook-ns.last"));
+    all_sizes.sort_unstable();
+    all_sizes.dedup();
+    for tech in all_techs {
+        for &n in &all_sizes {
             let get = |pos: &str| med(results, &format!("services.hook-ns.{pos}"), &tech, n);
             if get("miss").is_none() && get("last").is_none() {
                 continue;
@@ -173,6 +181,54 @@ fn breakdown(results: &Results) -> String {
     out
 }
 
+/// One line per technology at the largest N it was measured at: its
+/// per-rule slope, and the rate change from the first to the last service.
+fn findings(results: &Results) -> String {
+    let mut out = String::new();
+    for tech in techs(results, "services.hook-slope") {
+        let Some(&n) = sizes(results, "services.hook-slope")
+            .iter()
+            .rev()
+            .find(|&&n| !values(results, "services.hook-slope", &tech, n).is_empty())
+        else {
+            continue;
+        };
+        let mut line = format!(
+            "- **{tech}**, N = {n}: per-rule slope {}",
+            slope_line(results, &tech, n).unwrap_or_default()
+        );
+        let first = med(results, "services.pktgen-pps.first", &tech, n);
+        let last = med(results, "services.pktgen-pps.last", &tech, n);
+        if let (Some(f), Some(l)) = (first, last) {
+            line += &format!(
+                "; pktgen new-flow rate to the last service {} of the first ({} vs {} pkt/s)",
+                num(l / f),
+                num(l),
+                num(f)
+            );
+        }
+        out += &line;
+        out += ".\n";
+    }
+    for tech in techs(results, "firewall.pktgen-conntrack-entries") {
+        let Some(&n) = sizes(results, "firewall.pktgen-conntrack-entries").last() else {
+            continue;
+        };
+        if let Some(entries) = med(results, "firewall.pktgen-conntrack-entries", &tech, n) {
+            let meaning = if entries == 0.0 {
+                "kernel conntrack was not in the path"
+            } else {
+                "kernel conntrack tracked the flood"
+            };
+            out += &format!(
+                "- firewall **{tech}**, N = {n}: {} conntrack entries after a flood: {meaning}.\n",
+                num(entries)
+            );
+        }
+    }
+    out
+}
+
 pub fn markdown(results: &Results) -> String {
     if !results.samples.iter().any(|s| s.figure.contains(".hook-")) {
         return String::new();
@@ -185,7 +241,8 @@ pub fn markdown(results: &Results) -> String {
          call one sample, while pktgen sends 400 UDP packets from random source addresses and ports — \
          every packet a new flow, so every packet is decided by the rules, none by a conntrack shortcut. \
          The flood goes to the first, middle or last service of N (or to no service: a miss), interleaved \
-         within each repeat in a rotated order. Figures are the median over repeats of each repeat's \
+         within each repeat in a rotated order. The N = 0 job of the ladder measures N = 1 here: the \
+         baseline of a per-rule cost is the same DNAT + masquerade path with one rule, not the miss path. Figures are the median over repeats of each repeat's \
          median per call; the slope is (last − first) / (N − 1), with a bootstrap interval over the \
          repeats. The hooks: iptables-legacy `iptable_nat_do_chain` PREROUTING, iptables-nft and \
          nftables `nft_nat_do_chain` PREROUTING, IPVS `ip_vs_remote_request4` INPUT (it includes the \
@@ -193,6 +250,8 @@ pub fn markdown(results: &Results) -> String {
          constant probe overhead, which cancels in slopes and ratios, not in absolute comparisons \
          between technologies.\n\n",
     );
+    out += &findings(results);
+    out.push('\n');
     out += &hook_table(results);
     out += "\n![hook time, last service](services.hook-ns.last.svg) ![per-rule slope](services.hook-slope.svg)\n\n";
     out += "### New-flow packet rate (pktgen, as in the bpf-iptables paper)\n\n\
