@@ -1,6 +1,8 @@
 //! The regression gate behind `rulebench compare BASE NEW`: for every
-//! (figure, technology, N) present in both runs, is NEW significantly
-//! worse than BASE by more than the threshold?
+//! (figure, technology, N, update position) present in both runs, is NEW
+//! significantly worse than BASE by more than the threshold? A series
+//! with fewer than [`MIN_SAMPLES`] samples on either side is undecided:
+//! it is shown, never called the same.
 //!
 //! Decision: the ratio of medians, oriented so > 1 means worse, must
 //! exceed 1 + threshold, *and* the 95 % bootstrap interval of that ratio
@@ -25,8 +27,9 @@ pub const TCG_THRESHOLD: f64 = 1.5;
 /// scatter by 30 % cannot show a 20 % change, whatever the threshold.
 pub const NOISE_FACTOR: f64 = 4.0;
 
-/// The threshold to use when none is given: 10 % between KVM runs, 60 %
-/// as soon as one side ran under TCG. Returns it with the reason to print.
+/// The threshold to use when none is given: 10 % between KVM runs, 150 %
+/// (2.5×) as soon as one side ran under TCG. Returns it with the reason to
+/// print.
 pub fn default_threshold(base: &Results, new: &Results) -> (f64, &'static str) {
     if base.meta.accel == "kvm" && new.meta.accel == "kvm" {
         (DEFAULT_THRESHOLD, "both runs used KVM")
@@ -48,6 +51,21 @@ pub enum Verdict {
     Improvement,
     /// Within the threshold, or not significant.
     Same,
+    /// Too few samples on a side to tell (fewer than [`MIN_SAMPLES`]):
+    /// one or two repeats have no spread to judge a change by.
+    Undecided,
+}
+
+impl Verdict {
+    /// The word the table prints.
+    pub fn word(self) -> &'static str {
+        match self {
+            Verdict::Regression => "REGRESSION",
+            Verdict::Improvement => "improved",
+            Verdict::Same => "same",
+            Verdict::Undecided => "undecided",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +73,10 @@ pub struct Row {
     pub figure: String,
     pub tech: String,
     pub n: u64,
+    /// first / middle / last for updates, empty otherwise.
+    pub position: String,
+    /// Samples on each side (base, new).
+    pub samples: (usize, usize),
     pub base_median: f64,
     pub new_median: f64,
     /// median(new) / median(base), oriented: > 1 is worse.
@@ -83,7 +105,7 @@ pub fn decide(
     threshold: f64,
 ) -> (f64, (f64, f64), Verdict) {
     if base.is_empty() || new.is_empty() {
-        return (f64::NAN, (f64::NAN, f64::NAN), Verdict::Same);
+        return (f64::NAN, (f64::NAN, f64::NAN), Verdict::Undecided);
     }
     // One sample a side has no spread: its bootstrap interval is the point
     // ratio itself, so any change would look significant (seen on the
@@ -102,7 +124,7 @@ pub fn decide(
     let noise = stats::cv(&b).max(stats::cv(&n));
     let margin = threshold.max(NOISE_FACTOR * if noise.is_finite() { noise } else { 0.0 });
     let verdict = if !decidable {
-        Verdict::Same
+        Verdict::Undecided
     } else if ratio > 1.0 + margin && ci.0 > 1.0 {
         Verdict::Regression
     } else if ratio < 1.0 / (1.0 + margin) && ci.1 < 1.0 {
@@ -119,16 +141,18 @@ pub fn compare(base: &Results, new: &Results, threshold: f64) -> Vec<Row> {
         .into_iter()
         .filter_map(|(key, base_values)| {
             let new_values = new_series.get(&key)?;
-            let figure = figures::lookup(&key.0);
+            let figure = figures::lookup(&key.figure);
             let (worse_ratio, ci, verdict) =
                 decide(figure.better, &base_values, new_values, threshold);
             Some(Row {
                 base_median: stats::median(&base_values),
                 new_median: stats::median(new_values),
                 mann_whitney_p: stats::mann_whitney(&base_values, new_values).1,
-                figure: key.0,
-                tech: key.1,
-                n: key.2,
+                samples: (base_values.len(), new_values.len()),
+                figure: key.figure,
+                tech: key.tech,
+                n: key.n,
+                position: key.position,
                 worse_ratio,
                 ci,
                 verdict,
@@ -141,29 +165,36 @@ pub fn has_regression(rows: &[Row]) -> bool {
     rows.iter().any(|r| r.verdict == Verdict::Regression)
 }
 
-/// Markdown table; regressions first so a CI log shows them at the top.
+pub fn undecided(rows: &[Row]) -> usize {
+    rows.iter()
+        .filter(|r| r.verdict == Verdict::Undecided)
+        .count()
+}
+
+/// Markdown table; regressions first so a CI log shows them at the top,
+/// then improvements, undecided series, and the unchanged ones.
 pub fn table(rows: &[Row]) -> String {
     let mut sorted: Vec<&Row> = rows.iter().collect();
     sorted.sort_by_key(|r| match r.verdict {
         Verdict::Regression => 0,
         Verdict::Improvement => 1,
-        Verdict::Same => 2,
+        Verdict::Undecided => 2,
+        Verdict::Same => 3,
     });
     let mut out = String::from(
-        "| verdict | figure | tech | N | base median | new median | worse× | 95% CI | MW p |\n|---|---|---|---:|---:|---:|---:|---|---:|\n",
+        "| verdict | figure | tech | N | position | samples | base median | new median | worse× | 95% CI | MW p |\n|---|---|---|---:|---|---:|---:|---:|---:|---|---:|\n",
     );
     for r in sorted {
         let unit = figures::lookup(&r.figure).unit;
         out += &format!(
-            "| {} | {} | {} | {} | {:.4} {unit} | {:.4} {unit} | {:.3} | {:.3}–{:.3} | {:.3} |\n",
-            match r.verdict {
-                Verdict::Regression => "REGRESSION",
-                Verdict::Improvement => "improved",
-                Verdict::Same => "same",
-            },
+            "| {} | {} | {} | {} | {} | {}/{} | {:.4} {unit} | {:.4} {unit} | {:.3} | {:.3}–{:.3} | {:.3} |\n",
+            r.verdict.word(),
             r.figure,
             r.tech,
             r.n,
+            if r.position.is_empty() { "–" } else { &r.position },
+            r.samples.0,
+            r.samples.1,
             r.base_median,
             r.new_median,
             r.worse_ratio,
@@ -210,12 +241,28 @@ mod tests {
     }
 
     #[test]
-    fn too_few_samples_never_decide() {
+    fn too_few_samples_are_undecided_never_same() {
         let (ratio, _, v) = decide(Better::Lower, &[0.67], &[0.78], 0.10);
         assert!(ratio > 1.1);
-        assert_eq!(v, Verdict::Same);
+        assert_eq!(v, Verdict::Undecided);
         let (_, _, v) = decide(Better::Lower, &[10.0, 10.1], &[20.0, 20.1], 0.10);
-        assert_eq!(v, Verdict::Same);
+        assert_eq!(v, Verdict::Undecided);
+        // Identical pairs are not "same" either: two samples cannot tell.
+        let (_, _, v) = decide(Better::Lower, &[10.0, 10.0], &[10.0, 10.0], 0.10);
+        assert_eq!(v, Verdict::Undecided);
+        // Enough on one side only is still undecided.
+        let (_, _, v) = decide(Better::Lower, &samples(10.0, 5, 1), &[30.0, 31.0], 0.10);
+        assert_eq!(v, Verdict::Undecided);
+        let (_, _, v) = decide(Better::Lower, &[], &samples(10.0, 5, 1), 0.10);
+        assert_eq!(v, Verdict::Undecided);
+        // Three a side is enough.
+        let (_, _, v) = decide(
+            Better::Lower,
+            &samples(10.0, 3, 1),
+            &samples(30.0, 3, 2),
+            0.10,
+        );
+        assert_eq!(v, Verdict::Regression);
     }
 
     #[test]
@@ -284,15 +331,22 @@ mod tests {
     }
 
     fn results(values: &[(&str, f64)]) -> Results {
+        with_positions(values, &[""], 5)
+    }
+
+    /// `count` samples per position, the repeats rotating through
+    /// `positions` like the bench's update repeats.
+    fn with_positions(values: &[(&str, f64)], positions: &[&str], count: usize) -> Results {
         let mut samples = Vec::new();
         for (figure, center) in values {
-            for (i, v) in self::samples(*center, 5, 3).into_iter().enumerate() {
+            let all = self::samples(*center, count * positions.len(), 3);
+            for (i, v) in all.into_iter().enumerate() {
                 samples.push(Sample {
                     figure: figure.to_string(),
                     tech: "nftables".into(),
                     n: 1000,
                     repeat: i as u32,
-                    position: String::new(),
+                    position: positions[i % positions.len()].to_string(),
                     value: v,
                     unit: String::new(),
                 });
@@ -324,6 +378,49 @@ mod tests {
                 .starts_with("| REGRESSION | services.add-one"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn positions_are_separate_series() {
+        let positions = ["first", "middle", "last"];
+        let base = with_positions(&[("services.add-one", 10.0)], &positions, 3);
+        let mut new = with_positions(&[("services.add-one", 10.0)], &positions, 3);
+        // Only the last position got slower: pooled, its three samples
+        // would be outvoted by six unchanged ones.
+        for s in new.samples.iter_mut().filter(|s| s.position == "last") {
+            s.value *= 3.0;
+        }
+        let rows = compare(&base, &new, DEFAULT_THRESHOLD);
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        let verdict = |p: &str| rows.iter().find(|r| r.position == p).unwrap().verdict;
+        assert_eq!(verdict("last"), Verdict::Regression);
+        assert_eq!(verdict("first"), Verdict::Same);
+        assert_eq!(verdict("middle"), Verdict::Same);
+        let t = table(&rows);
+        assert!(
+            t.lines()
+                .nth(2)
+                .unwrap()
+                .starts_with("| REGRESSION | services.add-one | nftables | 1000 | last | 3/3 |"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn series_of_two_samples_print_undecided() {
+        // Five repeats rotating over three positions: 2, 2 and 1 samples.
+        let base = with_positions(&[("services.delete-one", 10.0)], &["first"], 2);
+        let new = with_positions(&[("services.delete-one", 40.0)], &["first"], 2);
+        let rows = compare(&base, &new, DEFAULT_THRESHOLD);
+        assert_eq!(rows[0].verdict, Verdict::Undecided);
+        assert!(!has_regression(&rows));
+        assert_eq!(undecided(&rows), 1);
+        let t = table(&rows);
+        assert!(
+            t.contains("| undecided | services.delete-one | nftables | 1000 | first | 2/2 |"),
+            "{t}"
+        );
+        assert!(!t.contains("| same |"), "{t}");
     }
 
     #[test]

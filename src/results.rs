@@ -92,8 +92,28 @@ pub struct Sample {
     pub unit: String,
 }
 
-/// Samples of one figure for one technology at one size.
-pub type SeriesKey = (String, String, u64);
+/// Samples of one figure for one technology at one size and update
+/// position: an add at the first, middle and last place are three
+/// series (a linear layout pays differently for each), never pooled.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesKey {
+    pub figure: String,
+    pub tech: String,
+    pub n: u64,
+    /// first / middle / last, or empty for figures without a position.
+    pub position: String,
+}
+
+impl SeriesKey {
+    pub fn of(sample: &Sample) -> SeriesKey {
+        SeriesKey {
+            figure: sample.figure.clone(),
+            tech: sample.tech.clone(),
+            n: sample.n,
+            position: sample.position.clone(),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
@@ -144,13 +164,12 @@ impl Results {
         serde_json::to_string_pretty(self).expect("results serialize")
     }
 
-    /// All samples grouped by (figure, tech, n), values in file order.
+    /// All samples grouped by (figure, tech, n, position), values in file
+    /// order.
     pub fn series(&self) -> BTreeMap<SeriesKey, Vec<f64>> {
         let mut out: BTreeMap<SeriesKey, Vec<f64>> = BTreeMap::new();
         for s in &self.samples {
-            out.entry((s.figure.clone(), s.tech.clone(), s.n))
-                .or_default()
-                .push(s.value);
+            out.entry(SeriesKey::of(s)).or_default().push(s.value);
         }
         out
     }
@@ -241,10 +260,40 @@ mod tests {
         let back = Results::from_json(&r.to_json(), "test").unwrap();
         assert_eq!(back, r);
         let series = back.series();
+        assert_eq!(series[&key("services.add-one", 100, "first")], vec![12.5]);
         assert_eq!(
-            series[&("services.add-one".into(), "nftables".into(), 100)],
-            vec![12.5, 13.0]
+            series[&key("services.add-one", 100, "last, really")],
+            vec![13.0]
         );
+    }
+
+    fn key(figure: &str, n: u64, position: &str) -> SeriesKey {
+        SeriesKey {
+            figure: figure.into(),
+            tech: "nftables".into(),
+            n,
+            position: position.into(),
+        }
+    }
+
+    #[test]
+    fn the_update_position_is_part_of_the_series() {
+        let mut r = small();
+        for (repeat, position) in ["first", "middle", "first"].into_iter().enumerate() {
+            let mut s = r.samples[0].clone();
+            s.repeat = repeat as u32 + 2;
+            s.position = position.into();
+            s.value = 20.0 + repeat as f64;
+            r.samples.push(s);
+        }
+        let series = r.series();
+        let positions: Vec<&str> = series.keys().map(|k| k.position.as_str()).collect();
+        assert_eq!(positions, ["first", "last, really", "middle"]);
+        assert_eq!(
+            series[&key("services.add-one", 100, "first")],
+            vec![12.5, 20.0, 22.0]
+        );
+        assert_eq!(series[&key("services.add-one", 100, "middle")], vec![21.0]);
     }
 
     #[test]
@@ -271,9 +320,6 @@ mod tests {
         let as_ref = r.with_tech_as("nftables-linear", "nftables");
         let series = as_ref.series();
         assert_eq!(series.len(), 1, "{series:?}");
-        assert_eq!(
-            series[&("services.add-one".into(), "nftables".into(), 100)],
-            vec![99.0]
-        );
+        assert_eq!(series[&key("services.add-one", 100, "first")], vec![99.0]);
     }
 }

@@ -62,6 +62,15 @@ pub fn run(args: CompareArgs) -> Result<()> {
         );
     }
     print!("{}", compare::table(&rows));
+    let undecided = compare::undecided(&rows);
+    if undecided > 0 {
+        eprintln!(
+            "{undecided} of {} series undecided: fewer than {} samples on a side (an update \
+             position gets every third repeat)",
+            rows.len(),
+            compare::MIN_SAMPLES
+        );
+    }
     let regressions = rows
         .iter()
         .filter(|r| r.verdict == compare::Verdict::Regression)
@@ -74,9 +83,9 @@ pub fn run(args: CompareArgs) -> Result<()> {
         std::process::exit(1);
     }
     eprintln!(
-        "no significant regression beyond {:.2}× (and 4 × the series' CV) in {} series",
+        "no significant regression beyond {:.2}× (and 4 × the series' CV) in {} decided series",
         1.0 + threshold,
-        rows.len()
+        rows.len() - undecided
     );
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 mod evidence;
 mod explainer;
+pub mod growth;
 pub mod plot;
 
 use crate::measure::figures::{self, Figure};
@@ -79,8 +80,8 @@ pub fn slope(results: &Results, figure: &str, tech: &str) -> Option<f64> {
     stats::loglog_slope(&points)
 }
 
-/// "from A at N=a to B at N=b (growth exponent s)" — the sentence the
-/// explainer puts under each claim.
+/// "from A at N=a to B at N=b (growth exponent s; fit a + b·N …)" — the
+/// sentence the explainer puts under each claim.
 pub fn growth_line(results: &Results, figure: &str, tech: &str) -> String {
     let f = figures::lookup(figure);
     let ns: Vec<u64> = sizes(results, figure)
@@ -93,13 +94,14 @@ pub fn growth_line(results: &Results, figure: &str, tech: &str) -> String {
     let m = |n| stats::median(&values(results, figure, tech, n));
     let exponent = slope(results, figure, tech).map_or("–".to_string(), |s| format!("{s:.2}"));
     format!(
-        "{} — {} {} at N={lo} → {} {} at N={hi} (×{}, growth exponent {exponent})",
+        "{} — {} {} at N={lo} → {} {} at N={hi} (×{}, growth exponent {exponent}; {})",
         figure,
         num(m(lo)),
         f.unit,
         num(m(hi)),
         f.unit,
-        num(m(hi) / m(lo))
+        num(m(hi) / m(lo)),
+        growth::sentence(growth::fit(results, figure, tech), f.unit)
     )
 }
 
@@ -115,8 +117,8 @@ pub fn summary_table(results: &Results) -> String {
     for n in &all_sizes {
         out += &format!(" N={n} |");
     }
-    out += " growth exponent | worst CV |\n|---|---|";
-    out += &"---:|".repeat(all_sizes.len() + 2);
+    out += " growth exponent | b per 1k N (95 % interval) | worst CV |\n|---|---|";
+    out += &"---:|".repeat(all_sizes.len() + 3);
     out.push('\n');
     for figure in present(results).iter().filter(|f| f.id != figures::BOOT.id) {
         for tech in techs(results, figure.id) {
@@ -136,8 +138,9 @@ pub fn summary_table(results: &Results) -> String {
             }
             let s =
                 slope(results, figure.id, &tech).map_or("–".to_string(), |s| format!("{s:.2}"));
+            let b = growth::per_1k_cell(growth::fit(results, figure.id, &tech));
             let cv = worst_cv.map_or("–".to_string(), |c| format!("{:.1} %", c * 100.0));
-            out += &format!(" {s} | {cv} |\n");
+            out += &format!(" {s} | {b} | {cv} |\n");
         }
     }
     out
@@ -251,7 +254,9 @@ pub fn markdown(results: &Results) -> String {
         out.push('\n');
     }
     out += "## Summary\n\nMedians per N; growth exponent = least-squares slope of log(median) over log(N) for N > 0 \
-            (0 flat, 1 linear); worst CV = the largest coefficient of variation over the sizes with more than one \
+            (0 flat, 1 linear); b = the slope of a least-squares line value = a + b·N through every sample \
+            (all sizes, repeats and update positions), in the figure's unit per 1,000 N, with its 95 % t-interval — \
+            a large fixed cost plus linear growth reads as exponent ≈ 0 but b > 0 (interval above 0); worst CV = the largest coefficient of variation over the sizes with more than one \
             sample (– when every size has one).\n\n";
     out += &summary_table(results);
     out += "\n## Why both connection rate and iperf3\n\nA single iperf3 stream is one connection: only its first packet \

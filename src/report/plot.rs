@@ -14,21 +14,28 @@ fn colour(tech: &str) -> RGBColor {
         "iptables-nft" => RGBColor(255, 127, 14),
         "nftables" => RGBColor(31, 119, 180),
         "nftables-linear" => RGBColor(148, 103, 189),
+        "nftables-no-anon-maps" => RGBColor(140, 86, 75),
         "ipvs" => RGBColor(44, 160, 44),
         "ebpf" => RGBColor(23, 190, 207),
         _ => RGBColor(90, 90, 90),
     }
 }
 
-/// Median per (tech, N) of one figure, N = 0 mapped to 1 for the log axis.
+/// Median per (tech, N) of one figure over every update position, N = 0
+/// mapped to 1 for the log axis.
 pub fn medians(results: &Results, figure: &str) -> BTreeMap<String, Vec<(f64, f64)>> {
+    let mut pooled: BTreeMap<(String, u64), Vec<f64>> = BTreeMap::new();
+    for s in results.samples.iter().filter(|s| s.figure == figure) {
+        pooled
+            .entry((s.tech.clone(), s.n))
+            .or_default()
+            .push(s.value);
+    }
     let mut out: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for ((fig, tech, n), values) in results.series() {
-        if fig == figure {
-            out.entry(tech)
-                .or_default()
-                .push(((n as f64).max(1.0), stats::median(&values)));
-        }
+    for ((tech, n), values) in pooled {
+        out.entry(tech)
+            .or_default()
+            .push(((n as f64).max(1.0), stats::median(&values)));
     }
     out
 }
