@@ -30,6 +30,10 @@ pub struct BuiltImage {
     pub sha256: String,
     pub initramfs_bytes: u64,
     pub cmdline: String,
+    /// The image carries the virtiofs module, so host directories can be
+    /// shared with virtio-fs (else `vm run --share` copies them in).
+    #[serde(default)]
+    pub virtiofs: bool,
 }
 
 pub fn cache_root() -> PathBuf {
@@ -135,6 +139,11 @@ pub fn lock(spec: &ImageSpec, quiet: bool) -> Result<LockFile> {
     let cache = cache_root();
     let mut fetcher = Fetcher::new(cache.clone());
     let mut wanted = spec.packages.clone();
+    for name in &spec.package_binaries {
+        if !wanted.contains(name) {
+            wanted.push(name.clone());
+        }
+    }
     let kernel_suite = spec.kernel_suite.clone();
     if kernel_suite.is_none() {
         wanted.push(spec.kernel_package.clone());
@@ -185,7 +194,11 @@ pub fn lock(spec: &ImageSpec, quiet: bool) -> Result<LockFile> {
             owners.entry(p).or_insert_with(|| pkg.name.clone());
         }
     }
-    let kept = select(spec, staging.path())?;
+    let debs: Vec<(&str, &Path)> = candidates
+        .iter()
+        .map(|(p, path)| (p.name.as_str(), path.as_path()))
+        .collect();
+    let kept = select(spec, staging.path(), &programs_of(spec, &debs)?)?;
     let used: BTreeSet<&String> = kept
         .iter()
         .filter_map(|p| owners.get(&p.to_string_lossy().into_owned()))
@@ -201,11 +214,27 @@ pub fn lock(spec: &ImageSpec, quiet: bool) -> Result<LockFile> {
     })
 }
 
-/// Root-relative paths to keep, from an extracted staging tree.
-fn select(spec: &ImageSpec, staging: &Path) -> Result<BTreeSet<PathBuf>> {
+/// The programs of the spec's `package_binaries`, from their fetched .debs.
+fn programs_of(spec: &ImageSpec, debs: &[(&str, &Path)]) -> Result<Vec<String>> {
+    let mut programs = Vec::new();
+    for name in &spec.package_binaries {
+        let (_, path) = debs
+            .iter()
+            .find(|(n, _)| n == name)
+            .with_context(|| format!("package_binaries names {name}, which is not locked"))?;
+        programs.extend(rootfs::package_programs(&deb::contents(path)?));
+    }
+    programs.retain(|p| !spec.exclude_programs.contains(p));
+    Ok(programs)
+}
+
+/// Root-relative paths to keep, from an extracted staging tree: the spec's
+/// includes, `programs` (of `package_binaries`) and the kernel modules.
+fn select(spec: &ImageSpec, staging: &Path, programs: &[String]) -> Result<BTreeSet<PathBuf>> {
     let mut sel = rootfs::Selection::new(staging);
-    for path in &spec.include {
-        sel.include(path)?;
+    for path in spec.include.iter().chain(programs) {
+        sel.include(path)
+            .with_context(|| format!("keeping {path} in image {}", spec.name))?;
     }
     sel.include("/bin/busybox")?;
     let release = &spec.kernel_release;
@@ -214,7 +243,7 @@ fn select(spec: &ImageSpec, staging: &Path) -> Result<BTreeSet<PathBuf>> {
         .context("reading modules.builtin of the kernel package")?;
     let builtin = rootfs::builtin_modules(&builtin_text);
     let index = rootfs::index_modules(staging, release)?;
-    let mut requested = spec.modules.clone();
+    let mut requested = rootfs::expand_modules(&spec.modules, &index, &builtin)?;
     requested.extend(spec.early_modules.iter().cloned());
     let mut kept = sel.kept;
     kept.extend(rootfs::module_closure(
@@ -474,6 +503,7 @@ pub fn build(lock: &LockFile, quiet: bool) -> Result<BuiltImage> {
     let mut fetcher = Fetcher::new(cache.clone());
     let bar = progress(lock.packages.len() as u64, quiet, "fetching");
     let staging = tempfile::tempdir().context("creating staging directory")?;
+    let mut debs = Vec::new();
     for pkg in &lock.packages {
         bar.set_message(pkg.name.clone());
         let path = fetcher.fetch(
@@ -483,10 +513,12 @@ pub fn build(lock: &LockFile, quiet: bool) -> Result<BuiltImage> {
         )?;
         deb::verify(&pkg.name, &path, &pkg.sha256)?;
         deb::extract(&path, staging.path())?;
+        debs.push((pkg.name.as_str(), path));
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let kept = select(spec, staging.path())?;
+    let debs: Vec<(&str, &Path)> = debs.iter().map(|(n, p)| (*n, p.as_path())).collect();
+    let kept = select(spec, staging.path(), &programs_of(spec, &debs)?)?;
     let root = tempfile::tempdir().context("creating rootfs directory")?;
     for rel in &kept {
         copy_into(staging.path(), root.path(), rel)?;
@@ -537,6 +569,12 @@ pub fn build(lock: &LockFile, quiet: bool) -> Result<BuiltImage> {
         sha256,
         initramfs_bytes: initramfs.len() as u64,
         cmdline: spec.cmdline.clone(),
+        virtiofs: kept.iter().any(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(rootfs::module_stem)
+                == Some("virtiofs")
+        }),
     };
     let mut f = std::fs::File::create(tmp_out.path().join("manifest.json"))?;
     f.write_all(serde_json::to_string_pretty(&image)?.as_bytes())?;

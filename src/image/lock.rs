@@ -45,10 +45,22 @@ pub struct ImageSpec {
     /// Extra symlinks (path -> target), e.g. what Debian's alternatives would set.
     #[serde(default)]
     pub symlinks: BTreeMap<String, String>,
+    /// Packages whose every program is kept: all their files directly in
+    /// /bin, /sbin, /usr/bin and /usr/sbin (tools images: coreutils,
+    /// util-linux, procps … without listing each binary). The packages are
+    /// resolved like `packages`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub package_binaries: Vec<String>,
+    /// Programs of `package_binaries` left out (absolute paths), typically
+    /// because they alone would pull in large libraries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_programs: Vec<String>,
     /// Busybox applets linked to /bin/busybox where no real binary exists.
     #[serde(default)]
     pub busybox_applets: Vec<String>,
     /// Kernel modules kept (their dependencies are added automatically).
+    /// An entry with `*` is a pattern over module names (`nft_*`); a
+    /// pattern that matches nothing is an error like a missing name.
     pub modules: Vec<String>,
     /// Modules the agent loads at boot before it looks for its port.
     pub early_modules: Vec<String>,
@@ -152,6 +164,8 @@ mod tests {
                 kernel_release: "5.10.0-x".into(),
                 packages: vec!["iptables".into()],
                 include: vec!["/usr/sbin/iptables".into()],
+                package_binaries: vec![],
+                exclude_programs: vec![],
                 symlinks: BTreeMap::new(),
                 busybox_applets: vec!["sh".into()],
                 modules: vec!["nf_tables".into()],
@@ -173,6 +187,17 @@ mod tests {
         let back = LockFile::parse(&lock.to_toml(), "mem").unwrap();
         assert_eq!(back, lock);
         assert_eq!(back.content_hash(), lock.content_hash());
+    }
+
+    #[test]
+    fn optional_fields_do_not_appear_when_unused() {
+        // Existing locks must keep their text, hence their cache keys.
+        let text = sample().to_toml();
+        assert!(!text.contains("package_binaries"), "{text}");
+        let mut tools = sample();
+        tools.image.package_binaries = vec!["coreutils".into()];
+        let back = LockFile::parse(&tools.to_toml(), "mem").unwrap();
+        assert_eq!(back.image.package_binaries, vec!["coreutils".to_string()]);
     }
 
     #[test]

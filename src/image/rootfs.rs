@@ -206,6 +206,61 @@ pub fn index_modules(
     Ok(index)
 }
 
+/// Whether module `name` is meant by spec entry `entry`: the same name, or
+/// a pattern whose `*`s stand for any run of characters.
+pub fn module_matches(entry: &str, name: &str) -> bool {
+    glob_match(module_name(entry).as_bytes(), name.as_bytes())
+}
+
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => (0..=text.len()).any(|skip| glob_match(rest, &text[skip..])),
+        Some((c, rest)) => text.first() == Some(c) && glob_match(rest, &text[1..]),
+    }
+}
+
+/// Spec entries (names and patterns) to module names of the kernel package,
+/// sorted. A name or pattern that matches no shipped module is an error;
+/// a built-in name is kept (it needs no file).
+pub fn expand_modules(
+    entries: &[String],
+    index: &BTreeMap<String, PathBuf>,
+    builtin: &BTreeSet<String>,
+) -> Result<Vec<String>, RootfsError> {
+    let mut out = BTreeSet::new();
+    for entry in entries {
+        if !entry.contains('*') {
+            out.insert(module_name(entry));
+            continue;
+        }
+        let matched: Vec<&String> = index
+            .keys()
+            .filter(|name| module_matches(entry, name))
+            .collect();
+        if matched.is_empty() && !builtin.iter().any(|n| module_matches(entry, n)) {
+            return Err(RootfsError::MissingModule(entry.clone()));
+        }
+        out.extend(matched.into_iter().cloned());
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// The programs of a package: its entries directly inside /bin, /sbin,
+/// /usr/bin or /usr/sbin (from a `dpkg-deb -c` listing, root-relative).
+pub fn package_programs(contents: &[String]) -> Vec<String> {
+    const DIRS: &[&str] = &["bin", "sbin", "usr/bin", "usr/sbin"];
+    contents
+        .iter()
+        .filter(|path| {
+            Path::new(path.as_str())
+                .parent()
+                .is_some_and(|dir| DIRS.iter().any(|d| dir == Path::new(d)))
+        })
+        .map(|path| format!("/{path}"))
+        .collect()
+}
+
 /// The requested modules plus everything they depend on (by `.modinfo`).
 pub fn module_closure(
     staging: &Path,
@@ -272,6 +327,53 @@ mod tests {
         assert_eq!(module_stem("nf_tables.ko"), Some("nf_tables"));
         assert_eq!(module_stem("nf_tables.ko.xz"), Some("nf_tables"));
         assert_eq!(module_stem("modules.dep"), None);
+    }
+
+    #[test]
+    fn module_patterns_expand_against_the_kernel_package() {
+        let index: BTreeMap<String, PathBuf> = ["nft_nat", "nft_ct", "nf_tables", "veth"]
+            .iter()
+            .map(|n| (n.to_string(), PathBuf::from(format!("k/{n}.ko"))))
+            .collect();
+        let builtin: BTreeSet<String> = ["nf_builtin_x".to_string()].into();
+        let got = expand_modules(
+            &["nft_*".into(), "veth".into(), "nf-tables".into()],
+            &index,
+            &builtin,
+        )
+        .unwrap();
+        assert_eq!(got, vec!["nf_tables", "nft_ct", "nft_nat", "veth"]);
+        assert!(matches!(
+            expand_modules(&["vxlan*".into()], &index, &builtin),
+            Err(RootfsError::MissingModule(p)) if p == "vxlan*"
+        ));
+        // A pattern matching only built-in modules is satisfied.
+        assert!(expand_modules(&["nf_builtin*".into()], &index, &builtin)
+            .unwrap()
+            .is_empty());
+        assert!(module_matches("*", "anything"));
+        assert!(module_matches("ip_vs*", "ip_vs"));
+        assert!(!module_matches("ip_vs_*", "ip_vs"));
+    }
+
+    #[test]
+    fn package_programs_are_the_direct_children_of_bin_dirs() {
+        let contents: Vec<String> = [
+            "bin",
+            "bin/ls",
+            "usr/bin/unshare",
+            "usr/sbin/chroot",
+            "usr/share/doc/coreutils/README",
+            "usr/lib/x86_64-linux-gnu/coreutils/libstdbuf.so",
+            "usr/bin/sub/dir/x",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            package_programs(&contents),
+            vec!["/bin/ls", "/usr/bin/unshare", "/usr/sbin/chroot"]
+        );
     }
 
     #[test]
