@@ -85,3 +85,51 @@ fn no_qemu_survives_a_panicking_test() {
         "QEMU left running after a test panic"
     );
 }
+
+#[test]
+fn nothing_of_a_shared_guest_survives_a_panicking_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let lock_path = rulebench::image::lock_path(Some("bullseye-5.10-tools"));
+    let image = rulebench::image::build(&LockFile::load(&lock_path).unwrap(), true).unwrap();
+    let share = rulebench::vm::share::parse_share(
+        &dir.path().display().to_string(),
+        false,
+        std::path::Path::new("/"),
+    )
+    .unwrap();
+    let opts = rulebench::vm::VmOptions {
+        shares: vec![share],
+        ..Default::default()
+    };
+    let seen = std::sync::Mutex::new((Vec::new(), None));
+    let result = std::panic::catch_unwind(|| {
+        let vm = rulebench::vm::Vm::boot(&image, &opts).expect("booting with a share");
+        *seen.lock().unwrap() = (vm.virtiofsd_pids(), vm.socket_dir());
+        assert!(!common::own_qemu_children().is_empty());
+        panic!("deliberate test panic");
+    });
+    assert!(result.is_err());
+    let (daemons, socket_dir) = seen.into_inner().unwrap();
+    if rulebench::vm::virtiofsd::locate().is_ok() {
+        assert!(!daemons.is_empty(), "the tools image shares over virtio-fs");
+    }
+    assert!(
+        common::own_qemu_children().is_empty(),
+        "QEMU left running after a test panic"
+    );
+    for pid in daemons {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            state.is_empty()
+                || state
+                    .rsplit(')')
+                    .next()
+                    .unwrap()
+                    .trim_start()
+                    .starts_with('Z'),
+            "virtiofsd {pid} left running after a test panic"
+        );
+    }
+    let socket_dir = socket_dir.expect("the VM had a socket directory");
+    assert!(!socket_dir.exists(), "{} left behind", socket_dir.display());
+}

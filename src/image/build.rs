@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::Instant;
 
 /// Bump when the builder's output for the same inputs changes.
-const BUILDER_VERSION: &str = "2";
+const BUILDER_VERSION: &str = "3";
 pub const CACHE_ENV: &str = "RULEBENCH_CACHE";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -251,6 +251,24 @@ fn select(spec: &ImageSpec, staging: &Path, programs: &[String]) -> Result<BTree
     )?);
     kept.insert(modules_dir.join("modules.builtin"));
     Ok(kept)
+}
+
+/// Whether the image's kernel has module `name`: kept as a file, or built in.
+fn has_module(staging: &Path, release: &str, kept: &BTreeSet<PathBuf>, name: &str) -> Result<bool> {
+    let kept_file = kept.iter().any(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(rootfs::module_stem)
+            .map(rootfs::module_name)
+            .as_deref()
+            == Some(name)
+    });
+    let builtin_path = staging
+        .join(rootfs::modules_base(staging, release))
+        .join("modules.builtin");
+    let builtin = std::fs::read_to_string(&builtin_path)
+        .with_context(|| format!("reading {}", builtin_path.display()))?;
+    Ok(kept_file || rootfs::builtin_modules(&builtin).contains(name))
 }
 
 fn copy_into(staging: &Path, rootfs: &Path, rel: &Path) -> Result<()> {
@@ -569,12 +587,7 @@ pub fn build(lock: &LockFile, quiet: bool) -> Result<BuiltImage> {
         sha256,
         initramfs_bytes: initramfs.len() as u64,
         cmdline: spec.cmdline.clone(),
-        virtiofs: kept.iter().any(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .and_then(rootfs::module_stem)
-                == Some("virtiofs")
-        }),
+        virtiofs: has_module(staging.path(), &spec.kernel_release, &kept, "virtiofs")?,
     };
     let mut f = std::fs::File::create(tmp_out.path().join("manifest.json"))?;
     f.write_all(serde_json::to_string_pretty(&image)?.as_bytes())?;

@@ -29,12 +29,20 @@ pub struct QemuConfig {
     pub cmdline: String,
     /// Per-VM directory holding the console, QMP and agent sockets.
     pub socket_dir: PathBuf,
+    /// virtio-fs tags, one device each; its virtiofsd listens on
+    /// [`virtiofs_socket`] in `socket_dir`. Empty: no shared memory either.
+    pub virtiofs_tags: Vec<String>,
 }
 
 pub const CONSOLE_SOCKET: &str = "console.sock";
 pub const CONSOLE_LOG: &str = "console.log";
 pub const QMP_SOCKET: &str = "qmp.sock";
 pub const AGENT_SOCKET: &str = "agent.sock";
+
+/// Socket of the virtiofsd serving virtio-fs device `index`.
+pub fn virtiofs_socket(dir: &Path, index: usize) -> PathBuf {
+    dir.join(format!("virtiofs{index}.sock"))
+}
 
 pub fn machine_args() -> Vec<String> {
     // Plain `pc`: q35 boots slower under TCG and microvm prints nothing (FACTS.md).
@@ -130,6 +138,34 @@ pub fn agent_args(dir: &Path, port_name: &str) -> Vec<String> {
     ]
 }
 
+/// vhost-user devices (virtiofsd) map guest memory, so it must be a shared
+/// memory file: the whole `-m` as one memfd backend on one NUMA node.
+pub fn shared_memory_args(memory_mb: u32) -> Vec<String> {
+    vec![
+        "-object".into(),
+        format!("memory-backend-memfd,id=mem,size={memory_mb}M,share=on"),
+        "-numa".into(),
+        "node,memdev=mem".into(),
+    ]
+}
+
+/// One virtio-fs device per tag, each on its virtiofsd's socket.
+pub fn virtiofs_args(dir: &Path, tags: &[String]) -> Vec<String> {
+    let mut args = Vec::new();
+    for (index, tag) in tags.iter().enumerate() {
+        args.extend([
+            "-chardev".to_string(),
+            format!(
+                "socket,id=vfs{index},path={}",
+                virtiofs_socket(dir, index).display()
+            ),
+            "-device".into(),
+            format!("vhost-user-fs-pci,chardev=vfs{index},tag={tag}"),
+        ]);
+    }
+    args
+}
+
 /// Guests get no NIC: all traffic stays inside guest network namespaces.
 pub fn no_network_args() -> Vec<String> {
     vec!["-nic".into(), "none".into()]
@@ -144,6 +180,9 @@ pub fn qemu_argv(cfg: &QemuConfig, port_name: &str) -> Vec<String> {
     argv.extend(machine_args());
     argv.extend(accel_args(cfg.accel));
     argv.extend(resource_args(cfg.memory_mb, cfg.smp));
+    if !cfg.virtiofs_tags.is_empty() {
+        argv.extend(shared_memory_args(cfg.memory_mb));
+    }
     argv.extend(kernel_args(
         &cfg.kernel,
         cfg.initrd.as_deref(),
@@ -152,6 +191,7 @@ pub fn qemu_argv(cfg: &QemuConfig, port_name: &str) -> Vec<String> {
     argv.extend(serial_args(&cfg.socket_dir));
     argv.extend(qmp_args(&cfg.socket_dir));
     argv.extend(agent_args(&cfg.socket_dir, port_name));
+    argv.extend(virtiofs_args(&cfg.socket_dir, &cfg.virtiofs_tags));
     argv.extend(no_network_args());
     argv.extend(lifecycle_args());
     argv
@@ -170,6 +210,7 @@ mod tests {
             initrd: Some("/img/initramfs.cpio.gz".into()),
             cmdline: kernel_cmdline(""),
             socket_dir: "/tmp/vm".into(),
+            virtiofs_tags: vec![],
         }
     }
 
@@ -181,6 +222,15 @@ mod tests {
     #[test]
     fn kvm_argv() {
         insta::assert_yaml_snapshot!(qemu_argv(&cfg(Accel::Kvm), "org.rulebench.agent"));
+    }
+
+    #[test]
+    fn tcg_argv_with_two_shares() {
+        let cfg = QemuConfig {
+            virtiofs_tags: vec!["rbshare0".into(), "rbshare1".into()],
+            ..cfg(Accel::Tcg)
+        };
+        insta::assert_yaml_snapshot!(qemu_argv(&cfg, "org.rulebench.agent"));
     }
 
     #[test]

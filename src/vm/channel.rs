@@ -1,7 +1,9 @@
 //! Host side of the agent channel: one request at a time, answers matched by
 //! id, reads sliced so the caller can check QEMU and the console while it waits.
 
-use rulebench_proto::{write_frame, Envelope, FrameError, Request, Response, MAX_FRAME};
+use rulebench_proto::{
+    write_frame, Envelope, FrameError, OutputStream, Request, Response, MAX_FRAME,
+};
 use std::io::{ErrorKind, Read};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -59,7 +61,19 @@ impl AgentChannel {
         &mut self,
         request: Request,
         timeout: Duration,
+        alive: impl FnMut() -> Result<(), String>,
+    ) -> Result<Response, ChannelError> {
+        self.call_streaming(request, timeout, alive, |_, _| {})
+    }
+
+    /// Like [`call`](Self::call), but hands each `ExecOutput` partial
+    /// answer to `on_output` as it arrives and returns the final answer.
+    pub fn call_streaming(
+        &mut self,
+        request: Request,
+        timeout: Duration,
         mut alive: impl FnMut() -> Result<(), String>,
+        mut on_output: impl FnMut(OutputStream, &[u8]),
     ) -> Result<Response, ChannelError> {
         let id = self.next_id;
         self.next_id += 1;
@@ -71,7 +85,13 @@ impl AgentChannel {
                 let env: Envelope<Response> =
                     bincode::deserialize(&body).map_err(FrameError::Codec)?;
                 if env.id == id {
-                    return Ok(env.body);
+                    match env.body {
+                        Response::ExecOutput { stream, data } => {
+                            on_output(stream, &data);
+                            continue;
+                        }
+                        body => return Ok(body),
+                    }
                 }
                 // A stale answer to a request we gave up on: drop it.
             }
@@ -112,6 +132,47 @@ mod tests {
         buf.extend_from_slice(&wire[3..]);
         assert!(take_frame(&mut buf).unwrap().is_some());
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn streamed_output_is_handed_over_before_the_final_answer() {
+        let (host, mut guest) = UnixStream::pair().unwrap();
+        let mut chan = AgentChannel::new(host).unwrap();
+        let t = std::thread::spawn(move || {
+            let req: Envelope<Request> = read_frame(&mut guest).unwrap();
+            for (id, data) in [
+                (req.id, "one\n"),
+                (req.id + 100, "stale\n"),
+                (req.id, "two\n"),
+            ] {
+                let body = Response::ExecOutput {
+                    stream: OutputStream::Stdout,
+                    data: data.as_bytes().to_vec(),
+                };
+                write_frame(&mut guest, &Envelope { id, body }).unwrap();
+            }
+            let body = Response::FileWritten;
+            write_frame(&mut guest, &Envelope { id: req.id, body }).unwrap();
+            guest
+        });
+        let mut seen = Vec::new();
+        let last = chan
+            .call_streaming(
+                Request::Ping,
+                Duration::from_secs(5),
+                || Ok(()),
+                |s, d| seen.push((s, String::from_utf8_lossy(d).into_owned())),
+            )
+            .unwrap();
+        assert_eq!(last, Response::FileWritten);
+        assert_eq!(
+            seen,
+            vec![
+                (OutputStream::Stdout, "one\n".to_string()),
+                (OutputStream::Stdout, "two\n".to_string())
+            ]
+        );
+        let _guest = t.join().unwrap();
     }
 
     #[test]

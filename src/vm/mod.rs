@@ -7,10 +7,14 @@ pub mod channel;
 pub mod console;
 pub mod process;
 pub mod qmp;
+pub mod share;
+pub mod share_copy;
 pub mod snapshot;
+pub mod virtiofsd;
 
 pub use argv::Accel;
-pub use rulebench_proto::{ExecRequest, ExecResult};
+pub use rulebench_proto::{ExecRequest, ExecResult, ExecStreamRequest, OutputStream};
+pub use share::Share;
 
 use crate::image::BuiltImage;
 use channel::{AgentChannel, ChannelError};
@@ -64,6 +68,10 @@ pub enum VmError {
     },
     #[error("QMP: {0}")]
     Qmp(String),
+    #[error("{0}")]
+    Share(String),
+    #[error(transparent)]
+    Virtiofsd(#[from] virtiofsd::DaemonError),
 }
 
 #[derive(Debug, Clone)]
@@ -77,8 +85,11 @@ pub struct VmOptions {
     /// Boot this bzImage instead of the image's kernel (custom kernels).
     pub kernel: Option<PathBuf>,
     /// Restore a saved booted guest instead of cold-booting (much faster
-    /// under TCG). `RULEBENCH_SNAPSHOT=0` turns it off.
+    /// under TCG). `RULEBENCH_SNAPSHOT=0` turns it off. Never used for a
+    /// guest with virtio-fs shares (its devices differ).
     pub snapshot: bool,
+    /// Host directories to make visible in the guest (virtio-fs, or a copy).
+    pub shares: Vec<Share>,
 }
 
 impl Default for VmOptions {
@@ -97,6 +108,7 @@ impl Default for VmOptions {
             snapshot: std::env::var(SNAPSHOT_ENV)
                 .map(|v| v != "0")
                 .unwrap_or(true),
+            shares: Vec::new(),
         }
     }
 }
@@ -107,10 +119,24 @@ pub struct Vm {
     qmp: Option<qmp::QmpClient>,
     agent: Option<AgentChannel>,
     dir: Option<tempfile::TempDir>,
+    /// One virtiofsd per virtio-fs share; stopped after QEMU.
+    daemons: Vec<virtiofsd::Daemon>,
+    /// How each of `VmOptions::shares` reached the guest, in order.
+    pub share_mounts: Vec<ShareMount>,
     accel: Accel,
     /// Host time from QEMU start to the agent's first answer.
     pub boot_time: Duration,
     pub kernel_release: String,
+}
+
+/// How a share reached the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShareMount {
+    VirtioFs,
+    /// Copied in after boot, for this reason (no virtiofsd, no driver …).
+    Copied {
+        reason: String,
+    },
 }
 
 /// `Some(error)` when QEMU has exited, with its stderr and the console tail.
@@ -160,6 +186,15 @@ impl Vm {
             Some(a) => a,
             None => accel::resolve(&kernel, &crate::image::cache_root())?,
         };
+        let transport = (!opts.shares.is_empty()).then(|| {
+            // A custom kernel may have virtio-fs built in; a failed mount
+            // still falls back to the copy.
+            share::choose_transport(virtiofsd::locate(), image.virtiofs || opts.kernel.is_some())
+        });
+        let daemon = match &transport {
+            Some(share::Transport::VirtioFs(daemon)) => Some(daemon),
+            _ => None,
+        };
         let template = argv::QemuConfig {
             accel,
             memory_mb: opts.memory_mb,
@@ -168,10 +203,27 @@ impl Vm {
             initrd: Some(image.initramfs.clone()),
             cmdline: argv::kernel_cmdline(&format!("{} {}", image.cmdline, opts.extra_cmdline)),
             socket_dir: PathBuf::new(),
+            virtiofs_tags: match daemon {
+                Some(_) => (0..opts.shares.len()).map(share::tag).collect(),
+                None => Vec::new(),
+            },
         };
-        if opts.snapshot {
-            let state = snapshot::ensure(image, &template, opts)?;
-            match Self::restore(&template, &state, opts) {
+        let mut vm = Self::boot_template(image, &template, opts, daemon)?;
+        if let Some(transport) = transport {
+            vm.attach_shares(&opts.shares, transport)?;
+        }
+        Ok(vm)
+    }
+
+    fn boot_template(
+        image: &BuiltImage,
+        template: &argv::QemuConfig,
+        opts: &VmOptions,
+        daemon: Option<&virtiofsd::Virtiofsd>,
+    ) -> Result<Vm, VmError> {
+        if opts.snapshot && daemon.is_none() {
+            let state = snapshot::ensure(image, template, opts)?;
+            match Self::restore(template, &state, opts) {
                 Ok(vm) => return Ok(vm),
                 Err(e) => {
                     // A stale or incompatible state file must not break the run.
@@ -180,10 +232,84 @@ impl Vm {
                 }
             }
         }
-        Self::cold_boot(&template, opts)
+        let virtiofs = daemon.map(|d| (d, opts.shares.as_slice()));
+        Self::cold_boot_with(template, opts, virtiofs)
     }
 
-    fn start_qemu(template: &argv::QemuConfig, extra: &[&str]) -> Result<(Vm, Instant), VmError> {
+    /// Mount (virtio-fs) or copy each share; a virtio-fs mount that fails
+    /// falls back to the copy, saying why on stderr.
+    fn attach_shares(
+        &mut self,
+        shares: &[Share],
+        transport: share::Transport,
+    ) -> Result<(), VmError> {
+        for (index, s) in shares.iter().enumerate() {
+            let mut reason = match &transport {
+                share::Transport::VirtioFs(_) => match self.mount_virtiofs(&share::tag(index), s) {
+                    Ok(()) => {
+                        self.share_mounts.push(ShareMount::VirtioFs);
+                        continue;
+                    }
+                    Err(e) => format!("mounting virtio-fs failed: {e}"),
+                },
+                share::Transport::Copy { reason } => reason.clone(),
+            };
+            eprintln!(
+                "rulebench: copying {} into the guest at {} ({reason}); changes in the guest \
+                 stay there",
+                s.host_dir.display(),
+                s.guest_path
+            );
+            let skipped = self.copy_dir_in(&s.host_dir, &s.guest_path)?;
+            if !skipped.is_empty() {
+                eprintln!(
+                    "rulebench: not copied (neither file, directory nor symlink): {}",
+                    skipped
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            if s.readonly {
+                for argv in share::readonly_bind_commands(&s.guest_path) {
+                    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                    self.exec_checked(&argv)?;
+                }
+                reason.push_str(", read-only by a bind mount");
+            }
+            self.share_mounts.push(ShareMount::Copied { reason });
+        }
+        Ok(())
+    }
+
+    fn mount_virtiofs(&mut self, tag: &str, s: &Share) -> Result<(), VmError> {
+        for argv in share::virtiofs_mount_commands(tag, &s.guest_path, s.readonly) {
+            let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+            self.exec_checked(&argv)?;
+        }
+        Ok(())
+    }
+
+    /// Run `argv` (120 s timeout); a non-zero exit is an error quoting its stderr.
+    pub fn exec_checked(&mut self, argv: &[&str]) -> Result<ExecResult, VmError> {
+        let r = self.exec(argv)?;
+        if r.exit_code != Some(0) {
+            return Err(VmError::Agent(format!(
+                "{argv:?} failed (exit {:?}, signal {:?}): {}",
+                r.exit_code,
+                r.signal,
+                String::from_utf8_lossy(&r.stderr).trim()
+            )));
+        }
+        Ok(r)
+    }
+
+    fn start_qemu(
+        template: &argv::QemuConfig,
+        extra: &[&str],
+        virtiofs: Option<(&virtiofsd::Virtiofsd, &[Share])>,
+    ) -> Result<(Vm, Instant), VmError> {
         process::sweep_stale_dirs(&std::env::temp_dir());
         let dir = tempfile::Builder::new()
             .prefix(process::VM_DIR_PREFIX)
@@ -197,6 +323,19 @@ impl Vm {
         let mut argv = argv::qemu_argv(&cfg, PORT_NAME);
         argv.extend(extra.iter().map(|s| s.to_string()));
         let started = Instant::now();
+        // QEMU connects to the vhost-user sockets as it starts: daemons first.
+        let mut daemons = Vec::new();
+        if let Some((daemon, shares)) = virtiofs {
+            for (index, s) in shares.iter().enumerate() {
+                daemons.push(virtiofsd::Daemon::start(
+                    daemon,
+                    &argv::virtiofs_socket(dir.path(), index),
+                    &s.host_dir,
+                    s.readonly,
+                    &dir.path().join(format!("virtiofsd{index}.log")),
+                )?);
+            }
+        }
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..])
             .stdin(Stdio::null())
@@ -213,6 +352,8 @@ impl Vm {
             qmp: None,
             agent: None,
             dir: Some(dir),
+            daemons,
+            share_mounts: Vec::new(),
             accel: template.accel,
             boot_time: Duration::ZERO,
             kernel_release: String::new(),
@@ -221,7 +362,15 @@ impl Vm {
     }
 
     pub(crate) fn cold_boot(template: &argv::QemuConfig, opts: &VmOptions) -> Result<Vm, VmError> {
-        let (mut vm, started) = Self::start_qemu(template, &[])?;
+        Self::cold_boot_with(template, opts, None)
+    }
+
+    fn cold_boot_with(
+        template: &argv::QemuConfig,
+        opts: &VmOptions,
+        virtiofs: Option<(&virtiofsd::Virtiofsd, &[Share])>,
+    ) -> Result<Vm, VmError> {
+        let (mut vm, started) = Self::start_qemu(template, &[], virtiofs)?;
         vm.attach(opts.boot_timeout, started)?;
         if let Some(kernel) = &opts.kernel {
             vm.install_builtin_module_list(kernel)?;
@@ -262,7 +411,7 @@ impl Vm {
     }
 
     fn restore(template: &argv::QemuConfig, state: &Path, opts: &VmOptions) -> Result<Vm, VmError> {
-        let (mut vm, started) = Self::start_qemu(template, &["-incoming", "defer"])?;
+        let (mut vm, started) = Self::start_qemu(template, &["-incoming", "defer"], None)?;
         vm.connect_console_and_qmp()?;
         let qmp = vm.qmp.as_mut().expect("qmp connected");
         let uri = format!("exec:cat {}", shell_quote(&state.display().to_string()));
@@ -368,6 +517,16 @@ impl Vm {
         self.accel
     }
 
+    /// Pids of this VM's virtiofsd daemons (tests check they are gone after).
+    pub fn virtiofsd_pids(&self) -> Vec<u32> {
+        self.daemons.iter().map(virtiofsd::Daemon::pid).collect()
+    }
+
+    /// The directory of this VM's sockets and logs (removed on teardown).
+    pub fn socket_dir(&self) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.path().to_path_buf())
+    }
+
     pub fn qemu_version(&self) -> String {
         self.qmp
             .as_ref()
@@ -431,19 +590,30 @@ impl Vm {
     }
 
     fn request(&mut self, req: Request, timeout: Duration) -> Result<Response, VmError> {
+        self.request_streaming(req, timeout, |_, _| {})
+    }
+
+    /// A request whose partial answers (streamed output) go to `on_output`.
+    fn request_streaming(
+        &mut self,
+        req: Request,
+        timeout: Duration,
+        on_output: impl FnMut(OutputStream, &[u8]),
+    ) -> Result<Response, VmError> {
         let mut agent = self
             .agent
             .take()
             .ok_or_else(|| VmError::Agent("no agent connection".into()))?;
         let mut failure: Option<VmError> = None;
-        let result = agent.call(req, timeout, || match self.check_alive() {
+        let alive = || match self.check_alive() {
             Ok(()) => Ok(()),
             Err(e) => {
                 let msg = e.to_string();
                 failure = Some(e);
                 Err(msg)
             }
-        });
+        };
+        let result = agent.call_streaming(req, timeout, alive, on_output);
         self.agent = Some(agent);
         match result {
             Ok(Response::Error { message }) => Err(VmError::Agent(message)),
@@ -465,11 +635,7 @@ impl Vm {
 
     /// Run a command; a guest-side timeout is an error (the VM stays usable).
     pub fn exec_request(&mut self, req: ExecRequest) -> Result<ExecResult, VmError> {
-        let host_timeout = if req.timeout_ms == 0 {
-            Duration::from_secs(24 * 3600)
-        } else {
-            Duration::from_millis(req.timeout_ms) + Duration::from_secs(30)
-        };
+        let host_timeout = host_timeout(req.timeout_ms);
         let argv = req.argv.clone();
         let timeout_ms = req.timeout_ms;
         match self.request(Request::Exec(req), host_timeout)? {
@@ -492,6 +658,30 @@ impl Vm {
             Response::Exec(r) => Ok(r),
             other => Err(VmError::Agent(format!(
                 "unexpected answer to exec: {other:?}"
+            ))),
+        }
+    }
+
+    /// Run a command in `req.cwd`, handing its output to `on_output` chunk
+    /// by chunk as the guest reads it; the result carries no output. A
+    /// guest-side timeout is an error (the VM stays usable).
+    pub fn exec_streaming(
+        &mut self,
+        req: ExecStreamRequest,
+        on_output: impl FnMut(OutputStream, &[u8]),
+    ) -> Result<ExecResult, VmError> {
+        let host_timeout = host_timeout(req.exec.timeout_ms);
+        let argv = req.exec.argv.clone();
+        let timeout_ms = req.exec.timeout_ms;
+        match self.request_streaming(Request::ExecStream(req), host_timeout, on_output)? {
+            Response::Exec(r) if r.timed_out => Err(VmError::CommandTimeout {
+                argv,
+                timeout_ms,
+                stdout_tail: "(streamed)".into(),
+            }),
+            Response::Exec(r) => Ok(r),
+            other => Err(VmError::Agent(format!(
+                "unexpected answer to a streamed exec: {other:?}"
             ))),
         }
     }
@@ -595,6 +785,8 @@ impl Vm {
         self.agent = None;
         self.qmp = None;
         self.console = None;
+        // After QEMU: a daemon whose peer is gone exits by itself or is killed.
+        self.daemons.clear();
         if let Some(dir) = self.dir.take() {
             let _ = dir.close();
         }
@@ -604,6 +796,16 @@ impl Vm {
 impl Drop for Vm {
     fn drop(&mut self) {
         self.teardown();
+    }
+}
+
+/// How long the host waits for a command with a guest-side timeout of
+/// `timeout_ms` (0: none): the guest's own timeout plus slack for the answer.
+fn host_timeout(timeout_ms: u64) -> Duration {
+    if timeout_ms == 0 {
+        Duration::from_secs(24 * 3600)
+    } else {
+        Duration::from_millis(timeout_ms) + Duration::from_secs(30)
     }
 }
 

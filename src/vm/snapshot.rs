@@ -95,6 +95,7 @@ mod tests {
             initrd: None,
             cmdline: kernel_cmdline(""),
             socket_dir: "/a".into(),
+            virtiofs_tags: vec![],
         }
     }
 

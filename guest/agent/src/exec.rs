@@ -15,25 +15,12 @@ use std::time::{Duration, Instant};
 /// How long to keep reading stdout/stderr after the command itself exited.
 /// A background process it left behind may hold the pipes open forever; the
 /// agent serves one request at a time, so it must not wait for that.
-const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+pub const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 
 /// Run `request.argv` to completion. `Err` is for the agent's own failure
 /// (nothing to run, cannot spawn), not for the command failing.
 pub fn run(request: &ExecRequest) -> Result<ExecResult, String> {
-    let program = request
-        .argv
-        .first()
-        .ok_or_else(|| "exec: empty argv".to_string())?;
-    let mut command = Command::new(program);
-    command
-        .args(&request.argv[1..])
-        .envs(request.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group, so a timeout kills everything it started.
-        .process_group(0);
-
+    let (mut command, program) = piped_command(request)?;
     let reaper = reaper::global();
     let child = reaper
         .spawn(&mut command, true)
@@ -71,6 +58,25 @@ pub fn run(request: &ExecRequest) -> Result<ExecResult, String> {
         stderr: stderr.map_or_else(Vec::new, |c| c.finish(output_deadline)),
         elapsed_ns: exit.at.saturating_duration_since(child.started).as_nanos() as u64,
     })
+}
+
+/// The command of an exec request with all three stdio streams piped, in
+/// its own process group (so a timeout kills everything it started), and
+/// its program name for messages.
+pub fn piped_command(request: &ExecRequest) -> Result<(Command, &str), String> {
+    let program = request
+        .argv
+        .first()
+        .ok_or_else(|| "exec: empty argv".to_string())?;
+    let mut command = Command::new(program);
+    command
+        .args(&request.argv[1..])
+        .envs(request.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    Ok((command, program))
 }
 
 /// Start `argv` detached from the agent: its own session, stdin from
@@ -118,7 +124,7 @@ fn open_log(path: &Path) -> io::Result<std::fs::File> {
         .open(path)
 }
 
-fn feed_stdin(stdin: Option<std::process::ChildStdin>, data: Vec<u8>) {
+pub fn feed_stdin(stdin: Option<std::process::ChildStdin>, data: Vec<u8>) {
     let Some(mut stdin) = stdin else { return };
     if data.is_empty() {
         // Dropping the pipe gives the command EOF at once.

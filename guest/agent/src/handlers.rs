@@ -1,6 +1,6 @@
 //! What each request does. Pure dispatch; the serve loop owns the channel.
 
-use crate::{exec, files};
+use crate::{exec, exec_stream, files};
 use rulebench_proto::{Request, Response};
 
 /// What the serve loop does after sending a response.
@@ -11,7 +11,10 @@ pub enum After {
     PowerOff,
 }
 
-pub fn handle(request: Request) -> (Response, After) {
+/// Answer `request`. Requests that stream (`ExecStream`) send their partial
+/// responses through `emit` first (false: the host has left); the returned
+/// response is always the last one.
+pub fn handle(request: Request, emit: &mut dyn FnMut(Response) -> bool) -> (Response, After) {
     let response = match request {
         Request::Ping => Response::Pong {
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -29,6 +32,13 @@ pub fn handle(request: Request) -> (Response, After) {
             files::get(&path).map_or_else(error, |contents| Response::File { contents })
         }
         Request::PowerOff => return (Response::PoweringOff, After::PowerOff),
+        Request::ExecStream(stream_request) => exec_stream::run(&stream_request, |stream, data| {
+            emit(Response::ExecOutput {
+                stream,
+                data: data.to_vec(),
+            })
+        })
+        .map_or_else(error, Response::Exec),
     };
     (response, After::Continue)
 }
@@ -55,8 +65,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn streamed_exec_emits_chunks_then_the_exit() {
+        let mut chunks = Vec::new();
+        let request = Request::ExecStream(rulebench_proto::ExecStreamRequest {
+            exec: rulebench_proto::ExecRequest {
+                argv: vec!["sh".into(), "-c".into(), "echo out; echo err >&2".into()],
+                ..Default::default()
+            },
+            cwd: String::new(),
+        });
+        let (last, after) = handle(request, &mut |r| {
+            chunks.push(r);
+            true
+        });
+        assert_eq!(after, After::Continue);
+        assert!(
+            matches!(last, Response::Exec(ref r) if r.exit_code == Some(0)),
+            "{last:?}"
+        );
+        let mut out = Vec::new();
+        for c in chunks {
+            match c {
+                Response::ExecOutput { data, .. } => out.extend(data),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        out.sort();
+        let mut want = b"out\nerr\n".to_vec();
+        want.sort();
+        assert_eq!(out, want);
+    }
+
+    #[test]
     fn ping_reports_version_and_kernel() {
-        let (response, after) = handle(Request::Ping);
+        let (response, after) = handle(Request::Ping, &mut |_| true);
         assert_eq!(after, After::Continue);
         match response {
             Response::Pong {
@@ -73,16 +115,19 @@ mod tests {
     #[test]
     fn power_off_answers_before_stopping() {
         assert_eq!(
-            handle(Request::PowerOff),
+            handle(Request::PowerOff, &mut |_| true),
             (Response::PoweringOff, After::PowerOff)
         );
     }
 
     #[test]
     fn agent_failures_become_error_responses() {
-        let (response, _) = handle(Request::GetFile {
-            path: "/nonexistent/x".into(),
-        });
+        let (response, _) = handle(
+            Request::GetFile {
+                path: "/nonexistent/x".into(),
+            },
+            &mut |_| true,
+        );
         assert!(
             matches!(response, Response::Error { message } if message.contains("/nonexistent/x"))
         );

@@ -76,6 +76,9 @@ fn mount_filesystems() {
             Err(err) => power_off(&format!("fatal: {err}")),
         }
     }
+    if let Err(err) = mounts::link_dev_fds() {
+        say!("warning: {err}");
+    }
 }
 
 /// Make fds 0-2 the console. When the initramfs lacks /dev/console the kernel

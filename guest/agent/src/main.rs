@@ -6,6 +6,7 @@ mod channel;
 mod cli;
 mod console;
 mod exec;
+mod exec_stream;
 mod files;
 mod handlers;
 mod identity_server;

@@ -91,6 +91,32 @@ pub const GUEST_MOUNTS: &[Mount] = &[
     },
 ];
 
+/// The /dev symlinks a distribution's udev or systemd would create and
+/// devtmpfs does not: bash's `<(…)` and tools reading `/dev/stdin` need them.
+pub const DEV_LINKS: &[(&str, &str)] = &[
+    ("/dev/fd", "/proc/self/fd"),
+    ("/dev/stdin", "/proc/self/fd/0"),
+    ("/dev/stdout", "/proc/self/fd/1"),
+    ("/dev/stderr", "/proc/self/fd/2"),
+];
+
+/// Create [`DEV_LINKS`] (an existing entry counts as done).
+pub fn link_dev_fds() -> io::Result<()> {
+    for (link, target) in DEV_LINKS {
+        match std::os::unix::fs::symlink(target, link) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(err) => {
+                return Err(io::Error::new(
+                    err.kind(),
+                    format!("symlink {link} -> {target}: {err}"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Mount `m`, creating its mount point. Already mounted (EBUSY) counts as done.
 pub fn mount(m: &Mount) -> io::Result<()> {
     // Fails harmlessly in sysfs, where the kernel provides the directory.

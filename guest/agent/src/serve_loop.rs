@@ -34,10 +34,12 @@ pub trait Channel {
 
 /// Serve requests one at a time, in order, until a handler asks to power off
 /// (its response has been sent by then). `Err` only for a broken channel.
+/// A handler may send partial responses (streamed output) through the
+/// emitter it is given; they carry the request's id like the final one.
 pub fn serve<C, H>(channel: &mut C, mut handle: H, reconnect_pause: Duration) -> io::Result<()>
 where
     C: Channel,
-    H: FnMut(Request) -> (Response, After),
+    H: FnMut(Request, &mut dyn FnMut(Response) -> bool) -> (Response, After),
 {
     let mut frames = FrameBuffer::default();
     let mut chunk = vec![0u8; 64 * 1024];
@@ -45,7 +47,24 @@ where
         while let Some(frame) = frames.next_frame() {
             let (id, response, after) = match frame {
                 Frame::Request(Envelope { id, body }) => {
-                    let (response, after) = handle(body);
+                    let mut broken: Option<io::Error> = None;
+                    let mut emit = |partial: Response| {
+                        if broken.is_some() {
+                            return false;
+                        }
+                        match channel.write_all(&encode_response(id, partial)) {
+                            Ok(WriteEvent::Written) => true,
+                            Ok(WriteEvent::Disconnected) => false,
+                            Err(err) => {
+                                broken = Some(err);
+                                false
+                            }
+                        }
+                    };
+                    let (response, after) = handle(body, &mut emit);
+                    if let Some(err) = broken {
+                        return Err(err);
+                    }
                     (id, response, after)
                 }
                 Frame::Undecodable { id, error } => {
@@ -205,8 +224,17 @@ mod tests {
         }
     }
 
-    fn echo_handler(request: Request) -> (Response, After) {
+    fn echo_handler(request: Request, emit: &mut dyn FnMut(Response) -> bool) -> (Response, After) {
         match request {
+            Request::ExecStream(req) => {
+                for word in &req.exec.argv {
+                    emit(Response::ExecOutput {
+                        stream: rulebench_proto::OutputStream::Stdout,
+                        data: word.clone().into_bytes(),
+                    });
+                }
+                (Response::FileWritten, After::Continue)
+            }
             Request::GetFile { path } => (
                 Response::File {
                     contents: path.into_bytes(),
@@ -258,6 +286,44 @@ mod tests {
         assert_eq!(
             seen,
             vec![(1, file("/one")), (3, file("/three")), (4, file("/four"))]
+        );
+    }
+
+    #[test]
+    fn partial_responses_carry_the_request_id_and_precede_the_last() {
+        let req = Request::ExecStream(rulebench_proto::ExecStreamRequest {
+            exec: rulebench_proto::ExecRequest {
+                argv: vec!["a".into(), "b".into()],
+                ..Default::default()
+            },
+            cwd: String::new(),
+        });
+        let mut channel = ScriptedChannel {
+            reads: VecDeque::from([Some(frame(9, req)), Some(get(10, "/x"))]),
+            written: Vec::new(),
+        };
+        serve(&mut channel, echo_handler, Duration::from_millis(1)).unwrap_err();
+        let seen: Vec<(u64, Response)> = decode_all(&channel.written)
+            .into_iter()
+            .map(|e| (e.id, e.body))
+            .collect();
+        let out = |s: &str| Response::ExecOutput {
+            stream: rulebench_proto::OutputStream::Stdout,
+            data: s.as_bytes().to_vec(),
+        };
+        assert_eq!(
+            seen,
+            vec![
+                (9, out("a")),
+                (9, out("b")),
+                (9, Response::FileWritten),
+                (
+                    10,
+                    Response::File {
+                        contents: b"/x".to_vec()
+                    }
+                )
+            ]
         );
     }
 

@@ -40,6 +40,11 @@ pub enum Request {
         path: String,
     },
     PowerOff,
+    /// Run a command like `Exec`, in a working directory, and send its
+    /// output as it comes: zero or more `Response::ExecOutput` frames with
+    /// this request's id, then one `Response::Exec` whose stdout and stderr
+    /// are empty (everything went out in the chunks).
+    ExecStream(ExecStreamRequest),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -68,6 +73,11 @@ pub enum Response {
     /// The agent could not carry out the request (not the command's failure).
     Error {
         message: String,
+    },
+    /// A chunk of a streamed command's output, in the order it was read.
+    ExecOutput {
+        stream: OutputStream,
+        data: Vec<u8>,
     },
 }
 
@@ -284,4 +294,63 @@ pub struct HookCalls {
     /// PREROUTING … POSTROUTING, or "" for a function without a hook state.
     pub hook: String,
     pub ns: Vec<u64>,
+}
+
+/// `Request::ExecStream`: a command whose output is streamed back.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ExecStreamRequest {
+    pub exec: ExecRequest,
+    /// Working directory of the command; empty for the agent's own (`/`).
+    pub cwd: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+
+    #[test]
+    fn streamed_exec_frames_round_trip() {
+        let req = Envelope {
+            id: 3,
+            body: Request::ExecStream(ExecStreamRequest {
+                exec: ExecRequest {
+                    argv: vec!["bash".into(), "-c".into(), "ls".into()],
+                    ..Default::default()
+                },
+                cwd: "/share".into(),
+            }),
+        };
+        let chunk = Envelope {
+            id: 3,
+            body: Response::ExecOutput {
+                stream: OutputStream::Stderr,
+                data: b"line\n".to_vec(),
+            },
+        };
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &req).unwrap();
+        write_frame(&mut buf, &chunk).unwrap();
+        let mut rd = buf.as_slice();
+        assert_eq!(read_frame::<_, Envelope<Request>>(&mut rd).unwrap(), req);
+        assert_eq!(read_frame::<_, Envelope<Response>>(&mut rd).unwrap(), chunk);
+    }
+
+    #[test]
+    fn older_variants_keep_their_wire_index() {
+        // bincode encodes the variant index: new variants go last, so an
+        // agent and host built from different revisions still agree on these.
+        let bytes = bincode::serialize(&Request::PowerOff).unwrap();
+        assert_eq!(bytes, 5u32.to_le_bytes());
+        let bytes = bincode::serialize(&Response::Error {
+            message: String::new(),
+        })
+        .unwrap();
+        assert_eq!(&bytes[..4], &6u32.to_le_bytes());
+    }
 }
