@@ -9,8 +9,8 @@ use crate::tech::{self, Step, Tech};
 use crate::vm::Vm;
 
 /// Order matters: IPVS's reset empties the legacy nat table that refers to
-/// its ipsets before destroying them. `NftablesLinear` shares the nftables
-/// reset.
+/// its ipsets before destroying them. `NftablesLinear` and
+/// `NftablesNoAnonMaps` share the nftables reset.
 const RESET_ORDER: [Tech; 5] = [
     Tech::Ipvs,
     Tech::IptablesLegacy,

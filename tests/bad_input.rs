@@ -17,7 +17,9 @@ fn names_line(tech: Tech, message: &str, line: usize) -> bool {
         Tech::IptablesLegacy | Tech::IptablesNft => {
             message.contains(&format!("line: {line}")) || message.contains(&format!("line {line}"))
         }
-        Tech::Nftables | Tech::NftablesLinear => message.contains(&format!(":{line}:")),
+        Tech::Nftables | Tech::NftablesLinear | Tech::NftablesNoAnonMaps => {
+            message.contains(&format!(":{line}:"))
+        }
         // The IPVS load is several tools in turn; the line number is the
         // one of whichever tool rejected it.
         Tech::Ipvs => {

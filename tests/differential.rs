@@ -62,6 +62,24 @@ fn services_agree_across_technologies() {
     assert_agreement("services-1000", &large_table);
 }
 
+/// Single-endpoint services: kube-proxy renders them with
+/// `numgen random mod 1 vmap`, nftables-no-anon-maps with a plain `goto`,
+/// iptables with no `statistic` rule.
+#[test]
+fn single_endpoint_services_agree_across_technologies() {
+    let workload = support::fixture("services-single-endpoint");
+    let mut session = support::session(&[&workload]);
+    let table = differential(&mut session, "services-single-endpoint", &workload);
+    for wanted in ["spread over 4 backends", "affinity:", "not a service"] {
+        assert!(
+            table.probes.iter().any(|p| p.label.starts_with(wanted)),
+            "services-single-endpoint has no {wanted:?} probe"
+        );
+    }
+    assert_eq!(table.columns.len(), Tech::for_services().len());
+    assert_agreement("services-single-endpoint", &table);
+}
+
 #[test]
 fn firewalls_agree_across_technologies() {
     let small = support::fixture("firewall-small");

@@ -10,7 +10,11 @@ use rulebench::tech::Tech;
 #[test]
 fn normalized_dumps_per_technology_and_fixture() {
     let mut vm = support::boot();
-    for name in ["services-small", "firewall-small"] {
+    for name in [
+        "services-small",
+        "services-single-endpoint",
+        "firewall-small",
+    ] {
         let workload = support::fixture(name);
         for &tech in Tech::for_workload(&workload) {
             guest_state::reset(&mut vm).unwrap_or_else(|e| panic!("reset before {tech}: {e}"));

@@ -120,6 +120,46 @@ fn service_updates() {
     });
 }
 
+/// Changes between one and several endpoints: a layout that renders a
+/// single-endpoint service differently (nftables-no-anon-maps' `goto`,
+/// iptables without `statistic`) must switch forms both ways, and a
+/// single-endpoint service must come and go cleanly.
+#[test]
+fn single_endpoint_updates() {
+    let (base, services) = services_small();
+    let ep = |s: &str| s.parse().unwrap();
+    let solo = Service {
+        backends: vec![ep("10.200.3.2:8080")],
+        ..added_service()
+    };
+    let ops = vec![
+        UpdateOp::ChangeBackends {
+            name: "web".into(),
+            backends: vec![ep("10.200.1.2:8080")],
+        },
+        UpdateOp::ChangeBackends {
+            name: "sticky".into(),
+            backends: vec![ep("10.200.3.2:8080")],
+        },
+        UpdateOp::AddService(solo),
+        UpdateOp::ChangeBackends {
+            name: "web".into(),
+            backends: vec![ep("10.200.1.2:8080"), ep("10.200.0.2:8080")],
+        },
+        UpdateOp::DeleteService {
+            name: "added".into(),
+        },
+    ];
+    let mut all = services.clone();
+    for op in &ops {
+        all.apply(op).expect("ops apply to the model");
+    }
+    let mut session = support::session(&[&base, &Workload::Services(all)]);
+    support::timed("single-endpoint updates, all technologies", || {
+        check_ops(&mut session, &base, &ops)
+    });
+}
+
 #[test]
 fn firewall_updates() {
     let base = support::fixture("firewall-small");

@@ -16,7 +16,8 @@ use crate::workload::Workload;
 
 #[derive(Args)]
 pub struct ApplyArgs {
-    /// iptables-legacy, iptables-nft, nftables, nftables-linear, ipvs or ebpf.
+    /// iptables-legacy, iptables-nft, nftables, nftables-linear,
+    /// nftables-no-anon-maps, ipvs or ebpf.
     #[arg(long)]
     tech: Tech,
     /// Workload TOML file.

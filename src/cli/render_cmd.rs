@@ -11,7 +11,8 @@ use crate::workload::Workload;
 
 #[derive(Args)]
 pub struct RenderArgs {
-    /// iptables-legacy, iptables-nft, nftables, nftables-linear, ipvs or ebpf.
+    /// iptables-legacy, iptables-nft, nftables, nftables-linear,
+    /// nftables-no-anon-maps, ipvs or ebpf.
     #[arg(long)]
     tech: Tech,
     /// Workload TOML file.

@@ -34,6 +34,9 @@ pub fn dump(vm: &mut Vm, tech: Tech) -> Result<String, CorrectnessError> {
     Ok(tech::normalize(tech, &stdouts))
 }
 
+/// A port nft refuses, in kube-proxy's services chain.
+const NFT_SERVICES_LINE: &str = "add rule ip kube-proxy services tcp dport 99999 accept";
+
 /// A line the technology's loader must reject (a port above 65535), in the
 /// syntax of its main load step. `None` for eBPF, whose loader input is
 /// not a line-oriented ruleset this module knows.
@@ -46,9 +49,9 @@ pub fn malformed_line(tech: Tech, workload: &Workload) -> Option<String> {
         Tech::IptablesLegacy | Tech::IptablesNft => {
             "-A FORWARD -p tcp -m tcp --dport 99999 -j ACCEPT".into()
         }
-        Tech::Nftables if services => {
-            "add rule ip kube-proxy services tcp dport 99999 accept".into()
-        }
+        // nftables-no-anon-maps renders services only.
+        Tech::Nftables if services => NFT_SERVICES_LINE.into(),
+        Tech::NftablesNoAnonMaps => NFT_SERVICES_LINE.into(),
         Tech::Nftables | Tech::NftablesLinear => {
             format!(
                 "add rule {} {} tcp dport 99999 accept",

@@ -36,12 +36,14 @@ pub fn primary(tech: Tech, family: Family) -> (&'static str, &'static str) {
         (Tech::IptablesLegacy, Family::Services) => ("iptable_nat_do_chain", "PREROUTING"),
         (Tech::IptablesLegacy, Family::Firewall) => ("iptable_filter_hook", "FORWARD"),
         (Tech::Ipvs, _) => ("ip_vs_remote_request4", "INPUT"),
-        (Tech::IptablesNft | Tech::Nftables | Tech::NftablesLinear, Family::Services) => {
-            ("nft_nat_do_chain", "PREROUTING")
-        }
-        (Tech::IptablesNft | Tech::Nftables | Tech::NftablesLinear, Family::Firewall) => {
-            ("nft_do_chain_ipv4", "FORWARD")
-        }
+        (
+            Tech::IptablesNft | Tech::Nftables | Tech::NftablesLinear | Tech::NftablesNoAnonMaps,
+            Family::Services,
+        ) => ("nft_nat_do_chain", "PREROUTING"),
+        (
+            Tech::IptablesNft | Tech::Nftables | Tech::NftablesLinear | Tech::NftablesNoAnonMaps,
+            Family::Firewall,
+        ) => ("nft_do_chain_ipv4", "FORWARD"),
     }
 }
 

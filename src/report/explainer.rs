@@ -80,6 +80,20 @@ const SECTIONS: &[Section] = &[
         }],
     },
     Section {
+        tech: "nftables-no-anon-maps",
+        heading: "nftables without a map per service (kube-proxy's services layout, no anonymous `numgen … vmap`)",
+        claims: &[
+            Claim {
+                text: "The test of the nftables explanation above: the same table, chains and `service-ips` map, but no anonymous set per service — a single-endpoint service jumps straight to its endpoint chain (as kube-proxy PR #140723 does), a multi-endpoint one picks with one `numgen random mod (B − i) == 0 goto` rule per endpoint (nft 0.9.8 cannot declare a named verdict map keyed by numgen). If the per-anonymous-set work of the commit is where the time goes, full load and add-one grow much less here than with nftables at the same N.",
+                evidence: &["services.full-load", "services.add-one"],
+            },
+            Claim {
+                text: "The packet path is the same map lookup plus at most B − 1 more rules in the service chain, so per-packet figures should match nftables'.",
+                evidence: &["services.hook-ns.last", "services.pktgen-pps.last", "services.connect-p50"],
+            },
+        ],
+    },
+    Section {
         tech: "ipvs",
         heading: "IPVS (kube-proxy's IPVS mode)",
         claims: &[

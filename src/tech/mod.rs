@@ -13,6 +13,7 @@ pub mod ipvs;
 pub mod nft;
 pub mod nftables;
 pub mod nftables_firewall;
+pub mod nftables_no_anon_maps;
 pub mod normalize;
 pub mod step;
 
@@ -25,24 +26,28 @@ use crate::workload::{Firewall, Services, UpdateError, UpdateOp, Workload};
 
 /// A technology under test. `NftablesLinear` is the one-rule-per-rule
 /// nftables firewall layout; `Nftables` means kube-proxy's nftables layout
-/// for services and the set-based layout for firewalls.
+/// for services and the set-based layout for firewalls;
+/// `NftablesNoAnonMaps` is kube-proxy's services layout without the
+/// anonymous `numgen … vmap` per service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Tech {
     IptablesLegacy,
     IptablesNft,
     Nftables,
     NftablesLinear,
+    NftablesNoAnonMaps,
     Ipvs,
     /// rulebench's own tc dataplanes (guest/bpf) via `rulebench-ebpf`.
     Ebpf,
 }
 
 impl Tech {
-    pub const ALL: [Tech; 6] = [
+    pub const ALL: [Tech; 7] = [
         Tech::IptablesLegacy,
         Tech::IptablesNft,
         Tech::Nftables,
         Tech::NftablesLinear,
+        Tech::NftablesNoAnonMaps,
         Tech::Ipvs,
         Tech::Ebpf,
     ];
@@ -57,6 +62,7 @@ impl Tech {
             Tech::IptablesLegacy,
             Tech::IptablesNft,
             Tech::Nftables,
+            Tech::NftablesNoAnonMaps,
             Tech::Ipvs,
             Tech::Ebpf,
         ]
@@ -86,6 +92,7 @@ impl Tech {
             Tech::IptablesNft => "iptables-nft",
             Tech::Nftables => "nftables",
             Tech::NftablesLinear => "nftables-linear",
+            Tech::NftablesNoAnonMaps => "nftables-no-anon-maps",
             Tech::Ipvs => "ipvs",
             Tech::Ebpf => "ebpf",
         }
@@ -122,7 +129,7 @@ pub enum TechError {
         #[source]
         source: UpdateError,
     },
-    #[error("unknown technology {0:?} (expected iptables-legacy, iptables-nft, nftables, nftables-linear, ipvs or ebpf)")]
+    #[error("unknown technology {0:?} (expected iptables-legacy, iptables-nft, nftables, nftables-linear, nftables-no-anon-maps, ipvs or ebpf)")]
     UnknownTech(String),
 }
 
@@ -142,6 +149,7 @@ pub fn render_services(tech: Tech, services: &Services) -> Result<Vec<Step>, Tec
             Ok(iptables_tools(tech).render_services(services))
         }
         Tech::Nftables => Ok(nftables::render_services(services)),
+        Tech::NftablesNoAnonMaps => Ok(nftables_no_anon_maps::render_services(services)),
         Tech::NftablesLinear => Err(unsupported(
             tech,
             "services",
@@ -158,6 +166,11 @@ pub fn render_firewall(tech: Tech, fw: &Firewall) -> Result<Vec<Step>, TechError
         Tech::IptablesLegacy | Tech::IptablesNft => Ok(iptables_tools(tech).render_firewall(fw)),
         Tech::Nftables => Ok(nftables::render_firewall(fw)),
         Tech::NftablesLinear => Ok(nftables::render_firewall_linear(fw)),
+        Tech::NftablesNoAnonMaps => Err(unsupported(
+            tech,
+            "firewall",
+            "nftables-no-anon-maps is a services layout; firewalls use nftables or nftables-linear",
+        )),
         Tech::Ipvs => Err(unsupported(tech, "firewall", ipvs::UNSUPPORTED_FIREWALL)),
         Tech::Ebpf => Ok(ebpf::render_firewall(fw)),
     }
@@ -187,6 +200,7 @@ pub fn render_services_update(
             Ok(iptables_tools(tech).render_services_update(before, op))
         }
         Tech::Nftables => Ok(nftables::render_services_update(before, op)),
+        Tech::NftablesNoAnonMaps => Ok(nftables_no_anon_maps::render_services_update(before, op)),
         Tech::NftablesLinear => render_services(tech, before),
         Tech::Ipvs => Ok(ipvs::render_services_update(before, op)),
         Tech::Ebpf => ebpf::render_services_update(before, op),
@@ -208,7 +222,7 @@ pub fn render_firewall_update(
         }
         Tech::Nftables => Ok(nftables::render_firewall_update(before, op)),
         Tech::NftablesLinear => Ok(nftables::render_firewall_linear_update(before, op)),
-        Tech::Ipvs => render_firewall(tech, before),
+        Tech::NftablesNoAnonMaps | Tech::Ipvs => render_firewall(tech, before),
         Tech::Ebpf => Ok(ebpf::render_firewall_update(op)),
     }
 }
@@ -225,7 +239,9 @@ pub fn render_update(tech: Tech, before: &Workload, op: &UpdateOp) -> Result<Vec
 pub fn dump_commands(tech: Tech) -> Vec<Step> {
     match tech {
         Tech::IptablesLegacy | Tech::IptablesNft => iptables_tools(tech).dump_commands(),
-        Tech::Nftables | Tech::NftablesLinear => nftables::dump_commands(),
+        Tech::Nftables | Tech::NftablesLinear | Tech::NftablesNoAnonMaps => {
+            nftables::dump_commands()
+        }
         Tech::Ipvs => ipvs::dump_commands(),
         Tech::Ebpf => ebpf::dump_commands(),
     }
@@ -236,7 +252,9 @@ pub fn normalize(tech: Tech, outputs: &[String]) -> String {
     let first = outputs.first().map(String::as_str).unwrap_or("");
     match tech {
         Tech::IptablesLegacy | Tech::IptablesNft => normalize::normalize_iptables_save(first),
-        Tech::Nftables | Tech::NftablesLinear => nftables::normalize(first),
+        Tech::Nftables | Tech::NftablesLinear | Tech::NftablesNoAnonMaps => {
+            nftables::normalize(first)
+        }
         Tech::Ipvs => ipvs::normalize(outputs),
         Tech::Ebpf => ebpf::normalize(first),
     }
@@ -248,7 +266,7 @@ pub fn reset_steps(tech: Tech) -> Vec<Step> {
     match tech {
         Tech::IptablesLegacy => iptables::reset_steps(),
         Tech::IptablesNft => iptables_nft::reset_steps(),
-        Tech::Nftables | Tech::NftablesLinear => nftables::reset_steps(),
+        Tech::Nftables | Tech::NftablesLinear | Tech::NftablesNoAnonMaps => nftables::reset_steps(),
         Tech::Ipvs => ipvs::reset_steps(),
         Tech::Ebpf => ebpf::reset_steps(),
     }

@@ -26,14 +26,14 @@ pub const TABLE: &str = "ip kube-proxy";
 pub use super::nft::LOAD_ARGV;
 
 /// A service's chain and set names, hashed once per service.
-struct Names {
-    service: String,
+pub(super) struct Names {
+    pub(super) service: String,
     /// Per backend, in order: (endpoint chain, affinity set).
-    endpoints: Vec<(String, String)>,
+    pub(super) endpoints: Vec<(String, String)>,
 }
 
 impl Names {
-    fn of(svc: &Service) -> Names {
+    pub(super) fn of(svc: &Service) -> Names {
         Names {
             service: format!("service-{}", nft_service_base(svc)),
             endpoints: svc
@@ -113,7 +113,30 @@ fn endpoint_rules(svc: &Service, ep: &Endpoint, (chain, set): &(String, String),
     );
 }
 
-fn service_chain_rules(svc: &Service, names: &Names, out: &mut String) {
+/// How a service chain picks one of its endpoints: the last rule(s) of
+/// the chain. kube-proxy's layout is [`numgen_vmap`]; the
+/// `nftables-no-anon-maps` variant renders the same layout with another.
+pub(super) type Dispatch = fn(&Service, &Names, &mut String);
+
+/// kube-proxy's pick: `numgen random mod N vmap { 0 : goto …, … }`, one
+/// anonymous verdict map per service.
+pub(super) fn numgen_vmap(svc: &Service, names: &Names, out: &mut String) {
+    let slots = names
+        .endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, (endpoint, _))| format!("{i} : goto {endpoint}"))
+        .collect::<Vec<_>>()
+        .join(" , ");
+    let _ = writeln!(
+        out,
+        "add rule {TABLE} {} numgen random mod {} vmap {{ {slots} }}",
+        names.service,
+        svc.backends.len()
+    );
+}
+
+fn service_chain_rules(svc: &Service, names: &Names, dispatch: Dispatch, out: &mut String) {
     let t = TABLE;
     let chain = &names.service;
     let _ = writeln!(
@@ -127,30 +150,19 @@ fn service_chain_rules(svc: &Service, names: &Names, out: &mut String) {
             let _ = writeln!(out, "add rule {t} {chain} ip saddr @{set} goto {endpoint}");
         }
     }
-    let slots = names
-        .endpoints
-        .iter()
-        .enumerate()
-        .map(|(i, (endpoint, _))| format!("{i} : goto {endpoint}"))
-        .collect::<Vec<_>>()
-        .join(" , ");
-    let _ = writeln!(
-        out,
-        "add rule {t} {chain} numgen random mod {} vmap {{ {slots} }}",
-        svc.backends.len()
-    );
+    dispatch(svc, names, out);
 }
 
 /// Everything one service adds: sets and chains first (rules refer to
 /// them), then rules, then the map element that makes it reachable.
-fn service_block(svc: &Service, out: &mut String) {
+fn service_block(svc: &Service, dispatch: Dispatch, out: &mut String) {
     let names = Names::of(svc);
     let _ = writeln!(out, "# {}", svc.service_port_name());
     let _ = writeln!(out, "add chain {TABLE} {}", names.service);
     for n in &names.endpoints {
         endpoint_objects(svc, n, out);
     }
-    service_chain_rules(svc, &names, out);
+    service_chain_rules(svc, &names, dispatch, out);
     for (ep, n) in svc.backends.iter().zip(&names.endpoints) {
         endpoint_rules(svc, ep, n, out);
     }
@@ -177,20 +189,30 @@ fn delete_affinity_set(svc: &Service, (_, set): &(String, String), out: &mut Str
 
 /// The full `nft -f -` input for a services workload.
 pub fn services_ruleset(services: &Services) -> String {
-    let mut out = table_preamble(TABLE);
-    base_rules(&mut out);
-    for svc in &services.services {
-        service_block(svc, &mut out);
-    }
-    out
+    services_ruleset_with(services, numgen_vmap)
 }
 
 /// One transaction applying a services update.
 pub fn services_update(before: &Services, op: &UpdateOp) -> String {
+    services_update_with(before, op, numgen_vmap)
+}
+
+/// [`services_ruleset`] with another endpoint pick.
+pub(super) fn services_ruleset_with(services: &Services, dispatch: Dispatch) -> String {
+    let mut out = table_preamble(TABLE);
+    base_rules(&mut out);
+    for svc in &services.services {
+        service_block(svc, dispatch, &mut out);
+    }
+    out
+}
+
+/// [`services_update`] with another endpoint pick.
+pub(super) fn services_update_with(before: &Services, op: &UpdateOp, dispatch: Dispatch) -> String {
     let t = TABLE;
     let mut out = String::new();
     match op {
-        UpdateOp::AddService(svc) => service_block(svc, &mut out),
+        UpdateOp::AddService(svc) => service_block(svc, dispatch, &mut out),
         UpdateOp::DeleteService { name } => {
             if let Some(svc) = before.by_name(name) {
                 let names = Names::of(svc);
@@ -233,7 +255,7 @@ pub fn services_update(before: &Services, op: &UpdateOp) -> String {
                     endpoint_rules(&new, ep, new_names.endpoint(&new, ep), &mut out);
                 }
                 let _ = writeln!(out, "flush chain {t} {}", new_names.service);
-                service_chain_rules(&new, &new_names, &mut out);
+                service_chain_rules(&new, &new_names, dispatch, &mut out);
                 for ep in &removed {
                     delete_endpoint(old_names.endpoint(old, ep), &mut out);
                 }

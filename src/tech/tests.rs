@@ -390,8 +390,10 @@ fn dispatcher_names_and_errors() {
     for t in Tech::all() {
         assert_eq!(t.to_string().parse::<Tech>().unwrap(), *t);
     }
-    assert_eq!(Tech::for_services().len(), 5);
+    assert_eq!(Tech::for_services().len(), 6);
     assert!(Tech::for_services().contains(&Tech::Ebpf));
+    assert!(Tech::for_services().contains(&Tech::NftablesNoAnonMaps));
+    assert!(!Tech::for_firewall().contains(&Tech::NftablesNoAnonMaps));
     assert!(!Tech::for_firewall().contains(&Tech::Ipvs));
     let e = "bpf".parse::<Tech>().unwrap_err().to_string();
     assert!(
@@ -409,6 +411,10 @@ fn dispatcher_names_and_errors() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("firewall layout"), "{e}");
+    let e = render_firewall(Tech::NftablesNoAnonMaps, &sample_firewall())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("services layout"), "{e}");
     let e = render_services_update(
         Tech::Nftables,
         &sample_services(),
