@@ -35,7 +35,7 @@ const SECTIONS: &[Section] = &[
             },
             Claim {
                 text: "As a firewall with the matching rule after N others, every new connection walks all N; with NOTRACK every packet does, which is where bandwidth collapses.",
-                evidence: &["firewall.hook-ns.match", "firewall.pktgen-pps", "firewall.crr-rate.conntrack", "firewall.iperf-tcp.notrack"],
+                evidence: &["firewall.hook-ns.match", "firewall.hook-ns.match-overlap", "firewall.pktgen-pps", "firewall.crr-rate.conntrack", "firewall.iperf-tcp.notrack"],
             },
         ],
     },
@@ -69,6 +69,10 @@ const SECTIONS: &[Section] = &[
                 text: "As a firewall the rules become set elements matched by one rule, so N filler rules cost a lookup, not a walk.",
                 evidence: &["firewall.hook-ns.match", "firewall.crr-rate.conntrack", "firewall.iperf-tcp.notrack"],
             },
+            Claim {
+                text: "That holds only while consecutive rules share an action. First-match order with alternating actions cannot live in one set (a set has no order), so this renderer starts a new interval set — on 5.10 a concatenated-range (pipapo) lookup — at every change of action: the overlapping fillers become N ordered set lookups per packet, each far dearer than a linear rule's compare. Expect the overlap figure to grow with N faster than nftables-linear's.",
+                evidence: &["firewall.hook-ns.match-overlap", "firewall.pktgen-pps.overlap"],
+            },
         ],
     },
     Section {
@@ -76,7 +80,7 @@ const SECTIONS: &[Section] = &[
         heading: "nftables with one rule per filter rule",
         claims: &[Claim {
             text: "nftables does not make linear rule lists fast by itself: one rule per filter rule is walked like iptables.",
-            evidence: &["firewall.hook-ns.match", "firewall.crr-rate.conntrack", "firewall.iperf-tcp.notrack"],
+            evidence: &["firewall.hook-ns.match", "firewall.hook-ns.match-overlap", "firewall.crr-rate.conntrack", "firewall.iperf-tcp.notrack"],
         }],
     },
     Section {
@@ -116,8 +120,8 @@ const SECTIONS: &[Section] = &[
                 evidence: &["services.hook-ns.last", "services.pktgen-pps.last", "services.connect-p50", "services.add-one"],
             },
             Claim {
-                text: "Firewall: Linear Bit Vector Search (Miano et al., CCR 2019). Five lookups give bit vectors over the rules; the program ANDs only the words where all five can have bits, so N filler rules on other sources cost little per packet.",
-                evidence: &["firewall.hook-ns.match", "firewall.pktgen-pps", "firewall.crr-rate.conntrack", "firewall.connect-p50.notrack"],
+                text: "Firewall: Linear Bit Vector Search (Miano et al., CCR 2019). Five lookups give bit vectors over the rules; the program ANDs only the words where all five can have bits, so N filler rules on other sources cost little per packet. With overlapping fillers (same source, destination and protocol as the flood, other ports) every word survives the first four vectors and the scan runs over all N/64 words: still one AND per 64 rules.",
+                evidence: &["firewall.hook-ns.match", "firewall.hook-ns.match-overlap", "firewall.pktgen-pps", "firewall.crr-rate.conntrack", "firewall.connect-p50.notrack"],
             },
             Claim {
                 text: "The price is on the control plane: the vectors are rules/64 words each and there are about as many vectors as distinct field values, so memory and build time grow with N squared, and every change (one rule too) rebuilds all vectors in a new pipeline that is swapped in atomically.",
