@@ -133,3 +133,87 @@ fn nothing_of_a_shared_guest_survives_a_panicking_test() {
     let socket_dir = socket_dir.expect("the VM had a socket directory");
     assert!(!socket_dir.exists(), "{} left behind", socket_dir.display());
 }
+
+#[test]
+fn guest_panic_during_a_streamed_command_keeps_the_output_so_far() {
+    let mut vm = common::boot();
+    let mut seen = Vec::new();
+    let started = Instant::now();
+    let err = vm
+        .exec_streaming(
+            rulebench::vm::ExecStreamRequest {
+                exec: rulebench::vm::ExecRequest {
+                    argv: vec![
+                        "sh".into(),
+                        "-c".into(),
+                        "echo before; sleep 1; echo c > /proc/sysrq-trigger".into(),
+                    ],
+                    timeout_ms: 60_000,
+                    ..Default::default()
+                },
+                cwd: String::new(),
+            },
+            |_, data| seen.extend_from_slice(data),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, VmError::GuestPanic { .. } | VmError::QemuExited { .. }),
+        "{err}"
+    );
+    assert_eq!(seen, b"before\n", "output streamed before the panic");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    drop(vm);
+    assert!(common::own_qemu_children().is_empty());
+}
+
+#[test]
+fn a_dead_virtiofsd_is_an_error_not_a_hang() {
+    if rulebench::vm::virtiofsd::locate().is_err() {
+        eprintln!("no virtiofsd on this host: shares are copies, nothing to kill");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lock_path = rulebench::image::lock_path(Some("bullseye-5.10-tools"));
+    let image = rulebench::image::build(&LockFile::load(&lock_path).unwrap(), true).unwrap();
+    let share = rulebench::vm::share::parse_share(
+        &dir.path().display().to_string(),
+        false,
+        std::path::Path::new("/"),
+    )
+    .unwrap();
+    let opts = rulebench::vm::VmOptions {
+        shares: vec![share],
+        ..Default::default()
+    };
+    let mut vm = rulebench::vm::Vm::boot(&image, &opts).expect("booting with a share");
+    let pid = vm.virtiofsd_pids()[0] as i32;
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        // SAFETY: kill takes no pointers; pid is our own child daemon.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    });
+    let started = Instant::now();
+    let err = vm
+        .exec_streaming(
+            rulebench::vm::ExecStreamRequest {
+                exec: rulebench::vm::ExecRequest {
+                    argv: vec!["sh".into(), "-c".into(), "sleep 4; ls /share".into()],
+                    timeout_ms: 120_000,
+                    ..Default::default()
+                },
+                cwd: String::new(),
+            },
+            |_, _| {},
+        )
+        .unwrap_err();
+    killer.join().unwrap();
+    let msg = err.to_string();
+    assert!(msg.contains("virtiofsd"), "{msg}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    drop(vm);
+    assert!(common::own_qemu_children().is_empty());
+}

@@ -586,6 +586,13 @@ impl Vm {
         if let Some(exited) = exited_error(child, tail) {
             return Err(exited);
         }
+        for (index, daemon) in self.daemons.iter_mut().enumerate() {
+            if let Some(how) = daemon.exited() {
+                return Err(VmError::Share(format!(
+                    "virtiofsd of share {index} exited ({how}); the guest's I/O on it would hang"
+                )));
+            }
+        }
         Ok(())
     }
 

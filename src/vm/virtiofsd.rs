@@ -208,6 +208,13 @@ impl Daemon {
         self.child.id()
     }
 
+    /// `Some(how it ended, its log)` once the daemon has exited: the guest's
+    /// file requests on its share would wait for it forever.
+    pub fn exited(&mut self) -> Option<String> {
+        let status = self.child.try_wait().ok()??;
+        Some(format!("{status}; log: {}", self.log_text()))
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log)
             .map(|t| t.trim().to_string())
