@@ -86,13 +86,14 @@ fn no_qemu_survives_a_panicking_test() {
     );
 }
 
-#[test]
-fn nothing_of_a_shared_guest_survives_a_panicking_test() {
-    let dir = tempfile::tempdir().unwrap();
+/// The tools image and options that share `dir` into the guest.
+fn tools_image_sharing(
+    dir: &std::path::Path,
+) -> (rulebench::image::BuiltImage, rulebench::vm::VmOptions) {
     let lock_path = rulebench::image::lock_path(Some("bullseye-5.10-tools"));
     let image = rulebench::image::build(&LockFile::load(&lock_path).unwrap(), true).unwrap();
     let share = rulebench::vm::share::parse_share(
-        &dir.path().display().to_string(),
+        &dir.display().to_string(),
         false,
         std::path::Path::new("/"),
     )
@@ -101,6 +102,13 @@ fn nothing_of_a_shared_guest_survives_a_panicking_test() {
         shares: vec![share],
         ..Default::default()
     };
+    (image, opts)
+}
+
+#[test]
+fn nothing_of_a_shared_guest_survives_a_panicking_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let (image, opts) = tools_image_sharing(dir.path());
     let seen = std::sync::Mutex::new((Vec::new(), None));
     let result = std::panic::catch_unwind(|| {
         let vm = rulebench::vm::Vm::boot(&image, &opts).expect("booting with a share");
@@ -173,18 +181,7 @@ fn a_dead_virtiofsd_is_an_error_not_a_hang() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let lock_path = rulebench::image::lock_path(Some("bullseye-5.10-tools"));
-    let image = rulebench::image::build(&LockFile::load(&lock_path).unwrap(), true).unwrap();
-    let share = rulebench::vm::share::parse_share(
-        &dir.path().display().to_string(),
-        false,
-        std::path::Path::new("/"),
-    )
-    .unwrap();
-    let opts = rulebench::vm::VmOptions {
-        shares: vec![share],
-        ..Default::default()
-    };
+    let (image, opts) = tools_image_sharing(dir.path());
     let mut vm = rulebench::vm::Vm::boot(&image, &opts).expect("booting with a share");
     let pid = vm.virtiofsd_pids()[0] as i32;
     let killer = std::thread::spawn(move || {

@@ -1,7 +1,7 @@
 //! Running commands for the host: `Exec` (to completion, output collected)
 //! and `Spawn` (detached, output to a log file).
 
-use crate::reaper::{self, Termination};
+use crate::reaper;
 use rulebench_proto::{ExecRequest, ExecResult};
 use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
@@ -46,10 +46,7 @@ pub fn run(request: &ExecRequest) -> Result<ExecResult, String> {
     };
 
     let output_deadline = Instant::now() + OUTPUT_GRACE;
-    let (exit_code, signal) = match exit.termination {
-        Termination::Exited(code) => (Some(code), None),
-        Termination::Signaled(sig) => (None, Some(sig)),
-    };
+    let (exit_code, signal) = exit.termination.code_and_signal();
     Ok(ExecResult {
         exit_code,
         signal,

@@ -3,7 +3,7 @@
 //! as they are printed), then its exit.
 
 use crate::exec::{feed_stdin, piped_command, OUTPUT_GRACE};
-use crate::reaper::{self, Exit, Termination};
+use crate::reaper::{self, Exit};
 use rulebench_proto::{ExecResult, ExecStreamRequest, OutputStream};
 use std::io::{self, Read};
 use std::sync::mpsc;
@@ -107,10 +107,7 @@ pub fn run(
         }
     }
     let (exit, timed_out) = exited.expect("the loop ends only after the exit");
-    let (exit_code, signal) = match exit.termination {
-        Termination::Exited(code) => (Some(code), None),
-        Termination::Signaled(sig) => (None, Some(sig)),
-    };
+    let (exit_code, signal) = exit.termination.code_and_signal();
     Ok(ExecResult {
         exit_code,
         signal,

@@ -33,6 +33,16 @@ pub enum Termination {
     Signaled(i32),
 }
 
+impl Termination {
+    /// (exit code, signal) as the exec result reports them.
+    pub fn code_and_signal(self) -> (Option<i32>, Option<i32>) {
+        match self {
+            Termination::Exited(code) => (Some(code), None),
+            Termination::Signaled(sig) => (None, Some(sig)),
+        }
+    }
+}
+
 /// A reaped child: how it ended and when the reaper saw it die.
 #[derive(Debug, Clone, Copy)]
 pub struct Exit {
