@@ -72,6 +72,57 @@ pub struct RunMeta {
     /// (an exclusive lock between lanes); others may overlap.
     #[serde(default)]
     pub exclusive_phases: Vec<String>,
+    /// The image's Debian userland suite (the kernel may come from another).
+    #[serde(default)]
+    pub userland: String,
+    /// `nft --version` and `iptables --version` in the guest ("" where
+    /// absent or in files written before).
+    #[serde(default)]
+    pub nft_version: String,
+    #[serde(default)]
+    pub iptables_version: String,
+    /// The job phases run (`--phases`); empty in files written before,
+    /// which ran every phase.
+    #[serde(default)]
+    pub phases: Vec<String>,
+    /// Minutes a job's projected time may take before it is skipped.
+    #[serde(default)]
+    pub job_budget_minutes: Option<f64>,
+    /// Host time of every job that ran, the base of the projections.
+    #[serde(default)]
+    pub jobs: Vec<JobTime>,
+    /// Jobs not run because their projected time exceeded the budget.
+    #[serde(default)]
+    pub skipped_jobs: Vec<SkippedJob>,
+}
+
+/// How long one job took on the host: its phases' time, without waits
+/// for another lane's exclusive phase. `failed` jobs do not project.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobTime {
+    pub family: String,
+    pub tech: String,
+    pub n: u64,
+    pub seconds: f64,
+    #[serde(default)]
+    pub failed: bool,
+}
+
+/// A job the run did not measure: its time, projected from the same
+/// technology's smaller jobs, exceeded the job budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkippedJob {
+    pub family: String,
+    pub tech: String,
+    pub n: u64,
+    pub projected_seconds: f64,
+    pub budget_seconds: f64,
+    /// The model and parameters the projection came from, in words.
+    pub fit: String,
+    /// The measured jobs it was fitted to.
+    pub from: Vec<JobTime>,
+    /// "skipped: projected X min > budget Y min".
+    pub reason: String,
 }
 
 fn one() -> u32 {

@@ -30,7 +30,7 @@ pub enum PlanError {
 }
 
 /// One unit of work: a family × technology × N.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Job {
     pub family: Family,
     pub setting: Setting,
@@ -88,6 +88,20 @@ impl Ladder {
         }
         Ok(out)
     }
+
+    /// Guest memory for this ladder: today's 1 GiB up to N = 10k (the
+    /// runs every figure so far comes from), 4 GiB above. 1 GiB does not
+    /// hold 100k: eBPF's firewall vectors grow with N² and its loader was
+    /// OOM-killed at 40k rules in 1 GiB, and nftables' ruleset took
+    /// 15 MiB of kernel memory at 3k services (≈ 0.5 GiB at 100k, before
+    /// nft's own parse of the text).
+    pub fn default_guest_memory_mb(&self) -> u32 {
+        if self.sizes.iter().any(|&n| n > 10_000) {
+            4096
+        } else {
+            1024
+        }
+    }
 }
 
 #[cfg(test)]
@@ -129,6 +143,16 @@ mod tests {
         assert_eq!(jobs[0].setting.full_load_budget_ms, 120_000);
         let all = ladder(&[Family::Services], &[]).jobs().unwrap();
         assert_eq!(all.len(), 2 * Tech::for_services().len());
+    }
+
+    #[test]
+    fn ladders_beyond_10k_get_more_guest_memory() {
+        let mut l = ladder(&[Family::Services], &[]);
+        assert_eq!(l.default_guest_memory_mb(), 1024);
+        l.sizes = vec![100, 10_000];
+        assert_eq!(l.default_guest_memory_mb(), 1024);
+        l.sizes = vec![100, 100_000];
+        assert_eq!(l.default_guest_memory_mb(), 4096);
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Guests ("lanes") taking jobs from one shared queue until it is empty,
 //! each on its own thread; what they do comes back as [`LaneMsg`]s to the
-//! thread that started them.
+//! thread that started them. A lane with no ready job (each waits for a
+//! smaller job of its chain) sleeps until another lane finishes one.
 
-use std::collections::VecDeque;
 use std::sync::mpsc::{self, Sender};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use anyhow::Result;
 
@@ -14,6 +14,8 @@ use crate::vm::{Vm, VmOptions};
 
 use super::job::Job;
 use super::phase::{run_job, JobOutcome, Phase};
+use super::projection::Projection;
+use super::schedule::{JobQueue, Next};
 
 /// What a lane reports back.
 pub enum LaneMsg {
@@ -26,6 +28,11 @@ pub enum LaneMsg {
         job: Job,
         outcome: JobOutcome,
     },
+    /// Not run: its projected time exceeds the job budget.
+    Skipped {
+        job: Job,
+        projection: Projection,
+    },
     /// The guest could not start (its share goes to the others) or stop.
     Failed {
         lane: usize,
@@ -37,8 +44,33 @@ pub enum LaneMsg {
 pub struct Lanes<'a> {
     pub built: &'a BuiltImage,
     pub opts: &'a VmOptions,
-    pub queue: &'a Mutex<VecDeque<Job>>,
+    pub queue: &'a Mutex<JobQueue>,
     pub phases: &'a [Box<dyn Phase>],
+}
+
+/// Wakes lanes waiting for a job when one finishes or the run stops.
+struct Signal {
+    changed: Condvar,
+    stopping: Mutex<bool>,
+}
+
+impl Signal {
+    fn stop(&self) {
+        *self.stopping.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.changed.notify_all();
+    }
+}
+
+/// Stops the run when a lane panics: the others might wait forever for
+/// the job it held.
+struct StopOnPanic<'a>(&'a Signal);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.stop();
+        }
+    }
 }
 
 impl Lanes<'_> {
@@ -48,24 +80,68 @@ impl Lanes<'_> {
     /// after their current job.
     pub fn run(&self, guests: usize, mut handle: impl FnMut(LaneMsg) -> Result<()>) -> Result<()> {
         let (tx, rx) = mpsc::channel();
+        let signal = Signal {
+            changed: Condvar::new(),
+            stopping: Mutex::new(false),
+        };
         std::thread::scope(|scope| {
             for lane in 0..guests {
                 let tx = tx.clone();
-                scope.spawn(move || self.lane(lane, &tx));
+                let signal = &signal;
+                scope.spawn(move || self.lane(lane, &tx, signal));
             }
             // Only the lanes hold senders now: the loop ends when all are
             // done, and leaving it early tells them to stop.
             drop(tx);
-            for msg in rx {
-                handle(msg)?;
+            let mut result = Ok(());
+            for msg in &rx {
+                if let Err(e) = handle(msg) {
+                    result = Err(e);
+                    break;
+                }
             }
-            Ok(())
+            // Lanes waiting for a job would otherwise wait forever; taking
+            // the queue lock first means none is between its check and
+            // its wait.
+            let held = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            *signal.stopping.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            drop(held);
+            signal.changed.notify_all();
+            drop(rx);
+            result
         })
+    }
+
+    /// The next job to run, reporting skips on the way; None when the
+    /// queue is done or the run stops.
+    fn take(&self, tx: &Sender<LaneMsg>, signal: &Signal) -> Option<Job> {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if *signal.stopping.lock().unwrap_or_else(|e| e.into_inner()) {
+                return None;
+            }
+            match queue.take_next() {
+                Next::Run(job) => return Some(job),
+                Next::Skip(job, projection) => {
+                    // A skip frees the chain's larger jobs for every lane.
+                    signal.changed.notify_all();
+                    tx.send(LaneMsg::Skipped { job, projection }).ok()?;
+                }
+                Next::Wait => {
+                    queue = signal
+                        .changed
+                        .wait(queue)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+                Next::Done => return None,
+            }
+        }
     }
 
     /// One guest taking jobs from the shared queue until it is empty.
     /// Every job starts from a reset guest (the control plane resets).
-    fn lane(&self, lane: usize, tx: &Sender<LaneMsg>) {
+    fn lane(&self, lane: usize, tx: &Sender<LaneMsg>, signal: &Signal) {
+        let _stop = StopOnPanic(signal);
         let fail = |error: String| {
             let _ = tx.send(LaneMsg::Failed { lane, error });
         };
@@ -76,9 +152,7 @@ impl Lanes<'_> {
         if let Err(e) = measure::guest::prepare(&mut vm) {
             return fail(format!("building the guest topology and servers: {e}"));
         }
-        loop {
-            let next = self.queue.lock().expect("queue lock").pop_front();
-            let Some(job) = next else { break };
+        while let Some(job) = self.take(tx, signal) {
             let started = LaneMsg::Started {
                 lane,
                 job: job.clone(),
@@ -86,7 +160,12 @@ impl Lanes<'_> {
             if tx.send(started).is_err() {
                 break;
             }
-            let outcome = run_job(&mut vm, &job, self.phases);
+            let outcome = run_job(&mut vm, &job, self.phases, self.opts.memory_mb);
+            self.queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .finished(&job, outcome.seconds, outcome.failure.is_some());
+            signal.changed.notify_all();
             if tx.send(LaneMsg::Done { lane, job, outcome }).is_err() {
                 break;
             }

@@ -9,16 +9,26 @@ use crate::vm::{Vm, VmOptions};
 
 use super::job::{Job, Ladder};
 
-/// The metadata of a run about to measure `jobs` on `guests` guests like
-/// `probe` (a booted guest of the image); its duration is filled in as
-/// the run goes.
+/// What the plan decides beyond the ladder, for the metadata.
+pub struct PlanMeta<'a> {
+    pub guests: usize,
+    /// The Debian suite of the image's userland (its lock's `suite`).
+    pub userland: &'a str,
+    /// `--phases` names.
+    pub phases: Vec<String>,
+    pub job_budget_seconds: Option<f64>,
+}
+
+/// The metadata of a run about to measure `jobs` like `probe` (a booted
+/// guest of the image, asked once for its tool versions); its duration,
+/// job times and skips are filled in as the run goes.
 pub fn run_meta(
     ladder: &Ladder,
     jobs: &[Job],
     built: &BuiltImage,
-    probe: &Vm,
+    probe: &mut Vm,
     opts: &VmOptions,
-    guests: usize,
+    plan: PlanMeta,
 ) -> RunMeta {
     let mut techs: Vec<String> = jobs
         .iter()
@@ -26,6 +36,14 @@ pub fn run_meta(
         .collect();
     techs.sort();
     techs.dedup();
+    let mut version = |tool: &str| {
+        probe
+            .sh(&format!("{tool} --version 2>/dev/null || true"))
+            .map(|out| first_line(&out))
+            .unwrap_or_default()
+    };
+    let nft_version = version("nft");
+    let iptables_version = version("iptables");
     RunMeta {
         image: built.name.clone(),
         image_sha256: built.sha256.clone(),
@@ -43,9 +61,29 @@ pub fn run_meta(
         full_load_budget_seconds: Some(ladder.full_load_budget_seconds),
         guest_vcpus: opts.smp,
         guest_memory_mb: opts.memory_mb,
-        parallel_guests: guests as u32,
-        exclusive_phases: vec!["evidence (hook time, pktgen rate)".into()],
+        parallel_guests: plan.guests as u32,
+        exclusive_phases: if plan.phases.iter().any(|p| p == "evidence") {
+            vec!["evidence (hook time, pktgen rate)".into()]
+        } else {
+            Vec::new()
+        },
+        userland: plan.userland.to_string(),
+        nft_version,
+        iptables_version,
+        phases: plan.phases,
+        job_budget_minutes: plan.job_budget_seconds.map(|s| s / 60.0),
+        jobs: Vec::new(),
+        skipped_jobs: Vec::new(),
     }
+}
+
+/// The first non-empty line, trimmed ("nftables v0.9.8 (E.D.S.)").
+pub fn first_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or_default()
+        .to_string()
 }
 
 pub fn unix_now() -> u64 {
@@ -96,5 +134,19 @@ pub fn git_revision() -> String {
             }
         }
         None => "unknown".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tool_version_is_its_first_line() {
+        assert_eq!(
+            first_line("\n  nftables v0.9.8 (E.D.S.)\nmore\n"),
+            "nftables v0.9.8 (E.D.S.)"
+        );
+        assert_eq!(first_line(""), "");
     }
 }

@@ -1,16 +1,19 @@
 //! The bench campaign behind `rulebench bench` and `make bench`: times a
 //! cold boot and snapshot restores, then walks the size ladder for every
 //! technology and family — several guests taking jobs from one queue,
-//! heaviest first — and writes results JSON, CSV and the report under one
-//! output directory. The engine emits [`BenchEvent`]s; the caller draws
+//! each technology's sizes in increasing N, longest remaining chain
+//! first, a job skipped when its projected time exceeds the job budget —
+//! and writes results JSON, CSV and the report under one output
+//! directory; with several images, one campaign per image and a report
+//! side by side. The engine emits [`BenchEvent`]s; the caller draws
 //! progress from them (the CLI: a bar, or a line per job in logs).
 //!
 //! ```text
-//! BenchPlan ─► run: image ─► boot timing ─► lanes: N guests ◄── queue (heaviest first)
+//! BenchPlan ─► per image: build ─► boot timing ─► lanes: N guests ◄── queue (chains in N, projected skips)
 //!                                             │ each job: its phases in order
 //!                                             ▼ LaneMsg
 //!                         results.json / .csv after every job, report at the end
-//!                                             │
+//!                                             │  (several images: OUT/<image>/ each, OUT/report.md side by side)
 //!                                             ▼ BenchEvent (to the caller's view)
 //! ```
 //!
@@ -18,26 +21,34 @@
 //!   that expands to the job list.
 //! - [`phase`]: what a job does in its guest; new measurements are new
 //!   phases.
-//! - [`schedule`]: job weights, heaviest-first order, guest count.
+//! - [`schedule`]: job weights, the job queue (chains in increasing N,
+//!   longest remaining chain first, projected skips), guest count.
+//! - [`projection`]: a job's time projected from its chain's smaller
+//!   jobs, and whether it fits the budget.
 //! - [`progress`]: the events, and the weighted share done / ETA /
 //!   running jobs a view keeps from them.
 //! - [`lanes`]: guests on threads taking jobs from the shared queue.
 //! - [`boot`]: cold-boot and snapshot-restore timing.
 //! - [`meta`]: the run's provenance (host, revision, plan).
 //! - [`output`]: the output directory and the results files.
-//! - [`campaign`]: the run from a [`BenchPlan`] to a [`BenchOutcome`].
+//! - [`campaign`]: one image's run from a [`BenchPlan`] to a
+//!   [`BenchOutcome`].
+//! - [`images`]: the plan over each of its images in turn.
 
 pub mod boot;
 pub mod campaign;
+pub mod images;
 pub mod job;
 pub mod lanes;
 pub mod meta;
 pub mod output;
 pub mod phase;
 pub mod progress;
+pub mod projection;
 pub mod schedule;
 
-pub use campaign::{run, BenchOutcome, BenchPlan};
+pub use campaign::{BenchOutcome, BenchPlan};
+pub use images::{run, ImagesOutcome};
 pub use job::{Family, Job, Ladder, PlanError};
 pub use output::default_out_dir;
 pub use phase::{JobOutcome, Phase};

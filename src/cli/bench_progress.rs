@@ -34,60 +34,84 @@ impl ProgressView {
     pub fn show(&mut self, event: &BenchEvent) {
         self.progress.apply(event, Instant::now());
         match event {
+            BenchEvent::ImageStarting { .. } => {
+                let line = self.progress.image_line();
+                if !line.is_empty() {
+                    self.say(&format!("=== {line}"));
+                }
+            }
+            BenchEvent::ImageFinished {
+                name,
+                failure: Some(error),
+                ..
+            } => self.say(&format!("FAILED image {name}: {error}")),
+            BenchEvent::ImageFinished { .. } => self.advance(None),
             BenchEvent::ImageReady {
                 name,
                 sha256,
                 elapsed,
-            } => eprintln!(
+            } => self.say(&format!(
                 "image {name} ready in {:.1} s (sha256 {sha256})",
                 elapsed.as_secs_f64()
-            ),
-            BenchEvent::LanesStarting {
-                guests,
-                total_weight,
-            } => {
-                let bar = ProgressBar::new(*total_weight);
-                bar.set_style(
-                    ProgressStyle::with_template(
-                        "{prefix:>28} [{bar:30}] {percent:>3}% elapsed {elapsed} ETA {eta} {wide_msg}",
-                    )
-                    .expect("valid template")
-                    .progress_chars("=> "),
-                );
-                self.bar = Some(bar);
+            )),
+            BenchEvent::LanesStarting { guests, .. } => {
+                if self.bar.is_none() {
+                    let bar = ProgressBar::new(self.progress.total_weight());
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix:>28} [{bar:30}] {percent:>3}% elapsed {elapsed} ETA {eta} {wide_msg}",
+                        )
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                    );
+                    self.bar = Some(bar);
+                }
+                self.advance(None);
                 self.last_heartbeat = Instant::now();
                 if *guests > 1 {
-                    eprintln!("{guests} guests in parallel, heaviest jobs first");
+                    self.say(&format!(
+                        "{guests} guests in parallel, each technology's sizes in increasing N"
+                    ));
                 }
             }
             BenchEvent::JobStarted { .. } => {}
-            BenchEvent::JobFinished {
-                job,
-                weight,
-                failure,
-                ..
-            } => {
+            BenchEvent::JobFinished { job, failure, .. } => {
                 if let Some(note) = failure {
                     self.say(&format!("FAILED {note}"));
                 }
-                if let Some(bar) = &self.bar {
-                    bar.set_prefix(job.to_string());
-                    bar.inc(*weight);
-                    if bar.is_hidden() {
-                        // The bar is not drawn: say the same in one line.
-                        let elapsed = self.started.elapsed().as_secs_f64();
-                        eprintln!(
-                            "{:>3.0}% {job} done; elapsed {:.1} min, ETA {:.1} min",
-                            self.progress.fraction() * 100.0,
-                            elapsed / 60.0,
-                            self.progress.eta_seconds(elapsed) / 60.0
-                        );
-                    }
-                }
+                self.advance(Some(&format!("{job} done")));
+            }
+            BenchEvent::JobSkipped { job, reason, .. } => {
+                self.say(&format!("SKIPPED {job}: {reason}"));
+                self.advance(Some(&format!("{job} skipped")));
             }
             BenchEvent::LaneFailed { note, .. } => self.say(&format!("FAILED {note}")),
         }
         self.redraw();
+    }
+
+    /// Move the bar to the weighted share done; without a terminal, say
+    /// `what` happened in one line with the elapsed time and the ETA over
+    /// every image.
+    fn advance(&self, what: Option<&str>) {
+        let Some(bar) = &self.bar else { return };
+        bar.set_position(self.progress.done_weight());
+        let image = self.progress.image_line();
+        bar.set_prefix(image.clone());
+        if let (true, Some(what)) = (bar.is_hidden(), what) {
+            let elapsed = self.started.elapsed().as_secs_f64();
+            let image = if image.is_empty() {
+                image
+            } else {
+                format!("[{image}] ")
+            };
+            eprintln!(
+                "{:>3.0}% {image}{what}; elapsed {:.1} min, ETA {:.1} min",
+                self.progress.fraction() * 100.0,
+                elapsed / 60.0,
+                self.progress.eta_seconds(elapsed) / 60.0
+            );
+        }
     }
 
     /// Refresh the running jobs in the bar's message (or, without a

@@ -6,6 +6,7 @@ mod evidence;
 mod explainer;
 pub mod growth;
 pub mod plot;
+pub mod side_by_side;
 
 use crate::measure::figures::{self, Figure};
 use crate::measure::stats;
@@ -51,6 +52,34 @@ fn values(results: &Results, figure: &str, tech: &str, n: u64) -> Vec<f64> {
         .filter(|s| s.figure == figure && s.tech == tech && s.n == n)
         .map(|s| s.value)
         .collect()
+}
+
+/// "skipped (projected 41.2 min)" where the run skipped this figure's
+/// family × technology × N because its projected time exceeded the job
+/// budget — a table shows the gap instead of dropping the row.
+fn skipped(results: &Results, figure: &str, tech: &str, n: u64) -> Option<String> {
+    let family = figure.split('.').next()?;
+    results
+        .meta
+        .skipped_jobs
+        .iter()
+        .find(|s| s.family == family && s.tech == tech && s.n == n)
+        .map(|s| format!("skipped (projected {:.1} min)", s.projected_seconds / 60.0))
+}
+
+/// The sizes a figure has samples or projected skips at, ascending.
+fn sizes_with_skips(results: &Results, figure: &str, tech: &str) -> Vec<u64> {
+    let family = figure.split('.').next().unwrap_or_default();
+    let mut out: BTreeSet<u64> = sizes(results, figure).into_iter().collect();
+    out.extend(
+        results
+            .meta
+            .skipped_jobs
+            .iter()
+            .filter(|s| s.family == family && s.tech == tech)
+            .map(|s| s.n),
+    );
+    out.into_iter().collect()
 }
 
 /// Three significant digits, no exponent for the ranges we see.
@@ -112,6 +141,7 @@ pub fn summary_table(results: &Results) -> String {
         .iter()
         .filter(|s| s.figure != figures::BOOT.id)
         .map(|s| s.n)
+        .chain(results.meta.skipped_jobs.iter().map(|s| s.n))
         .collect();
     let mut out = String::from("| figure | tech |");
     for n in &all_sizes {
@@ -128,7 +158,10 @@ pub fn summary_table(results: &Results) -> String {
             for &n in &all_sizes {
                 let v = values(results, figure.id, &tech, n);
                 if v.is_empty() {
-                    out += " |";
+                    out += &format!(
+                        " {} |",
+                        skipped(results, figure.id, &tech, n).unwrap_or_default()
+                    );
                 } else {
                     if v.len() > 1 {
                         worst_cv = Some(worst_cv.unwrap_or(0.0).max(stats::cv(&v)));
@@ -176,9 +209,12 @@ fn figure_section(results: &Results, figure: &Figure) -> String {
     );
     out += "| tech | N | median | IQR | CV | samples |\n|---|---:|---:|---:|---:|---:|\n";
     for tech in techs(results, figure.id) {
-        for n in sizes(results, figure.id) {
+        for n in sizes_with_skips(results, figure.id, &tech) {
             let v = values(results, figure.id, &tech, n);
             if v.is_empty() {
+                if let Some(cell) = skipped(results, figure.id, &tech, n) {
+                    out += &format!("| {tech} | {n} | {cell} | | | 0 |\n");
+                }
                 continue;
             }
             let cv = if v.len() > 1 {
@@ -245,6 +281,12 @@ pub fn markdown(results: &Results) -> String {
     ] {
         out += &format!("| {k} | {v} |\n");
     }
+    for (k, v) in side_by_side::versions_rows(m) {
+        // Fields that files written before them lack stay out.
+        if !v.is_empty() {
+            out += &format!("| {k} | {v} |\n");
+        }
+    }
     out.push('\n');
     if !results.notes.is_empty() {
         out += "## Failed or skipped measurements\n\n";
@@ -253,6 +295,7 @@ pub fn markdown(results: &Results) -> String {
         }
         out.push('\n');
     }
+    out += &skipped_section(results);
     out += "## Summary\n\nMedians per N; growth exponent = least-squares slope of log(median) over log(N) for N > 0 \
             (0 flat, 1 linear); b = the slope of a least-squares line value = a + b·N through every sample \
             (all sizes, repeats and update positions), in the figure's unit per 1,000 N, with its 95 % t-interval — \
@@ -277,6 +320,38 @@ pub fn markdown(results: &Results) -> String {
     for figure in present(results) {
         out += &figure_section(results, &figure);
     }
+    out
+}
+
+/// The jobs the run skipped by projection, each with the fit it came
+/// from; empty when none was.
+pub fn skipped_section(results: &Results) -> String {
+    let skipped = &results.meta.skipped_jobs;
+    if skipped.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "## Skipped by projection\n\nA job runs unless its time, projected from the same technology's \
+         smaller jobs of this run, exceeds the job budget (the larger of a least-squares line through every \
+         smaller job and a power law through the two largest).\n\n",
+    );
+    for s in skipped {
+        let from: Vec<String> = s
+            .from
+            .iter()
+            .map(|j| format!("{:.1} min at N={}", j.seconds / 60.0, j.n))
+            .collect();
+        out += &format!(
+            "- {} {} N={}: {} (from {}; {})\n",
+            s.family,
+            s.tech,
+            s.n,
+            s.reason,
+            from.join(", "),
+            s.fit
+        );
+    }
+    out.push('\n');
     out
 }
 

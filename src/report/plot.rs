@@ -41,10 +41,43 @@ pub fn medians(results: &Results, figure: &str) -> BTreeMap<String, Vec<(f64, f6
 }
 
 pub fn svg(results: &Results, figure: &Figure) -> Result<String, String> {
-    let series = medians(results, figure.id);
-    let all: Vec<(f64, f64)> = series.values().flatten().copied().collect();
-    if all.is_empty() {
+    let lines: Vec<Line> = medians(results, figure.id)
+        .into_iter()
+        .map(|(tech, points)| Line {
+            label: tech.clone(),
+            tech,
+            style: 0,
+            points,
+        })
+        .collect();
+    if lines.is_empty() {
         return Err(format!("no samples of {}", figure.id));
+    }
+    svg_lines(
+        &format!("{} ({})", figure.title, figure.unit),
+        figure.unit,
+        &lines,
+    )
+}
+
+/// One line of a plot: a technology's colour, drawn solid (style 0),
+/// dashed (1) or dotted (2 and on) — the side-by-side report draws one
+/// style per image.
+pub struct Line {
+    pub label: String,
+    pub tech: String,
+    pub style: usize,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Value vs N for every line, log-log where the values allow.
+pub fn svg_lines(caption: &str, unit: &str, lines: &[Line]) -> Result<String, String> {
+    let all: Vec<(f64, f64)> = lines
+        .iter()
+        .flat_map(|l| l.points.iter().copied())
+        .collect();
+    if all.is_empty() {
+        return Err(format!("nothing to plot for {caption}"));
     }
     let x_max = all.iter().map(|p| p.0).fold(1.0, f64::max) * 2.0;
     let y_min = all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
@@ -55,10 +88,7 @@ pub fn svg(results: &Results, figure: &Figure) -> Result<String, String> {
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let mut builder = ChartBuilder::on(&root);
         builder
-            .caption(
-                format!("{} ({})", figure.title, figure.unit),
-                ("sans-serif", 16),
-            )
+            .caption(caption, ("sans-serif", 16))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(70);
@@ -67,13 +97,13 @@ pub fn svg(results: &Results, figure: &Figure) -> Result<String, String> {
             let mut chart = builder
                 .build_cartesian_2d(x, (y_min / 2.0..y_max * 2.0).log_scale())
                 .map_err(|e| e.to_string())?;
-            draw(&mut chart, &series, figure)?;
+            draw(&mut chart, lines, unit)?;
         } else {
             // Zero values (e.g. 0 % loss) cannot go on a log axis.
             let mut chart = builder
                 .build_cartesian_2d(x, y_min.min(0.0)..(y_max * 1.2).max(1.0))
                 .map_err(|e| e.to_string())?;
-            draw(&mut chart, &series, figure)?;
+            draw(&mut chart, lines, unit)?;
         }
         root.present().map_err(|e| e.to_string())?;
     }
@@ -82,8 +112,8 @@ pub fn svg(results: &Results, figure: &Figure) -> Result<String, String> {
 
 fn draw<'a, X, Y>(
     chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
-    series: &BTreeMap<String, Vec<(f64, f64)>>,
-    figure: &Figure,
+    lines: &[Line],
+    unit: &str,
 ) -> Result<(), String>
 where
     X: plotters::coord::ranged1d::Ranged<ValueType = f64>
@@ -94,18 +124,35 @@ where
     chart
         .configure_mesh()
         .x_desc("N (N = 0 drawn at 1)")
-        .y_desc(figure.unit)
+        .y_desc(unit)
         .draw()
         .map_err(|e| e.to_string())?;
-    for (tech, points) in series {
-        let c = colour(tech);
-        chart
-            .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))
+    for line in lines {
+        let c = colour(&line.tech);
+        let style = c.stroke_width(2);
+        let points = line.points.iter().copied();
+        let drawn = match line.style {
+            0 => chart.draw_series(LineSeries::new(points, style)),
+            1 => chart.draw_series(DashedLineSeries::new(points, 8, 5, style)),
+            _ => chart.draw_series(DashedLineSeries::new(points, 2, 4, style)),
+        };
+        let dash = line.style;
+        drawn
             .map_err(|e| e.to_string())?
-            .label(tech.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+            .label(line.label.as_str())
+            .legend(move |(x, y)| {
+                // Two strokes with the line's gap between them.
+                let (a, b) = match dash {
+                    0 => (9, 9),
+                    1 => (7, 11),
+                    _ => (3, 7),
+                };
+                EmptyElement::at((x, y))
+                    + PathElement::new(vec![(0, 0), (a, 0)], c.stroke_width(2))
+                    + PathElement::new(vec![(b, 0), (18, 0)], c.stroke_width(2))
+            });
         chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled())))
+            .draw_series(line.points.iter().map(|&p| Circle::new(p, 3, c.filled())))
             .map_err(|e| e.to_string())?;
     }
     chart
