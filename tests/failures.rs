@@ -2,6 +2,8 @@
 //! QEMU process survives its test.
 
 mod common;
+#[path = "support/leftovers.rs"]
+mod leftovers;
 
 use rulebench::image::LockFile;
 use rulebench::vm::VmError;
@@ -121,25 +123,7 @@ fn nothing_of_a_shared_guest_survives_a_panicking_test() {
     if rulebench::vm::virtiofsd::locate().is_ok() {
         assert!(!daemons.is_empty(), "the tools image shares over virtio-fs");
     }
-    assert!(
-        common::own_qemu_children().is_empty(),
-        "QEMU left running after a test panic"
-    );
-    for pid in daemons {
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        assert!(
-            state.is_empty()
-                || state
-                    .rsplit(')')
-                    .next()
-                    .unwrap()
-                    .trim_start()
-                    .starts_with('Z'),
-            "virtiofsd {pid} left running after a test panic"
-        );
-    }
-    let socket_dir = socket_dir.expect("the VM had a socket directory");
-    assert!(!socket_dir.exists(), "{} left behind", socket_dir.display());
+    leftovers::assert_none_left("a test panic", socket_dir.as_deref(), &daemons);
 }
 
 #[test]

@@ -510,12 +510,18 @@ pub fn build(lock: &LockFile, quiet: bool) -> Result<BuiltImage> {
     let cache = cache_root();
     let out_dir = image_dir(lock, &own.digest);
     let manifest = out_dir.join("manifest.json");
-    if let Some(image) = read_manifest(&manifest) {
+    if let Some(image) = read_manifest(&manifest).filter(|i| check_cached_files(i).is_ok()) {
         return Ok(image);
     }
     let _guard = CacheLock::acquire(&cache)?;
     if let Some(image) = read_manifest(&manifest) {
-        return Ok(image);
+        match check_cached_files(&image) {
+            Ok(()) => return Ok(image),
+            Err(why) => eprintln!(
+                "rulebench: cached image {} is damaged ({why}); rebuilding it",
+                image.name
+            ),
+        }
     }
     let started = Instant::now();
     let mut fetcher = Fetcher::new(cache.clone());
@@ -609,6 +615,54 @@ fn read_manifest(path: &Path) -> Option<BuiltImage> {
     let text = std::fs::read_to_string(path).ok()?;
     let image: BuiltImage = serde_json::from_str(&text).ok()?;
     (image.kernel.exists() && image.initramfs.exists()).then_some(image)
+}
+
+/// The cached kernel and initramfs still hash to the manifest's sha256: a
+/// truncated or overwritten file would otherwise boot into an unpacking
+/// error, a panic or a hang far from its cause. Checked once per process
+/// and file state (size, mtime), since every guest test asks for the image.
+fn check_cached_files(image: &BuiltImage) -> Result<(), String> {
+    static CHECKED: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());
+    let state = |p: &Path| -> Result<(u64, std::time::SystemTime), String> {
+        let meta = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        Ok((meta.len(), meta.modified().map_err(|e| e.to_string())?))
+    };
+    let (kernel_len, kernel_mtime) = state(&image.kernel)?;
+    let (initramfs_len, initramfs_mtime) = state(&image.initramfs)?;
+    let key = format!(
+        "{}:{kernel_len}:{kernel_mtime:?}:{}:{initramfs_len}:{initramfs_mtime:?}",
+        image.kernel.display(),
+        image.initramfs.display()
+    );
+    if CHECKED.lock().expect("checked set").contains(&key) {
+        return Ok(());
+    }
+    if initramfs_len != image.initramfs_bytes {
+        return Err(format!(
+            "{} is {initramfs_len} bytes, the manifest says {}",
+            image.initramfs.display(),
+            image.initramfs_bytes
+        ));
+    }
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let sha256 = sha256_hex(
+        format!(
+            "{}{}",
+            sha256_hex(&read(&image.kernel)?),
+            sha256_hex(&read(&image.initramfs)?)
+        )
+        .as_bytes(),
+    );
+    if sha256 != image.sha256 {
+        return Err(format!(
+            "{} or {} no longer hashes to the manifest's sha256 {}",
+            image.kernel.display(),
+            image.initramfs.display(),
+            image.sha256
+        ));
+    }
+    CHECKED.lock().expect("checked set").insert(key);
+    Ok(())
 }
 
 /// Remove a cached image so the next build starts from scratch (verify).

@@ -36,6 +36,38 @@ pub fn is_panic_line(line: &str) -> bool {
     line.contains("Kernel panic - not syncing") || line.contains("kernel BUG at")
 }
 
+/// Why the guest panicked, when the panic line says more than the kernel's
+/// words: init is the agent, so "Attempted to kill init" means the agent
+/// died, and its exit code is a wait status.
+pub fn panic_cause(line: &str) -> Option<String> {
+    let (_, code) = line.split_once("Attempted to kill init! exitcode=")?;
+    let code = code.trim().trim_start_matches("0x");
+    let status = u32::from_str_radix(code.get(..8).unwrap_or(code), 16).ok()?;
+    let how = match status & 0x7f {
+        0 => format!("exited with status {}", (status >> 8) & 0xff),
+        signal => format!("killed by signal {signal}{}", signal_name(signal)),
+    };
+    Some(format!("the guest agent (PID 1) died: {how}"))
+}
+
+fn signal_name(signal: u32) -> &'static str {
+    match signal {
+        4 => " (SIGILL)",
+        5 => " (SIGTRAP)",
+        6 => " (SIGABRT)",
+        7 => " (SIGBUS)",
+        9 => " (SIGKILL)",
+        11 => " (SIGSEGV)",
+        15 => " (SIGTERM)",
+        _ => "",
+    }
+}
+
+/// The OOM killer's report of a process it killed.
+pub fn is_oom_kill_line(line: &str) -> bool {
+    line.contains("Out of memory: Killed process") || line.contains("Memory cgroup out of memory")
+}
+
 impl ConsoleWatcher {
     pub fn start(stream: UnixStream, ready_marker: &'static str) -> std::io::Result<Self> {
         let reader = stream.try_clone()?;
@@ -128,6 +160,22 @@ impl Drop for ConsoleWatcher {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn a_dead_init_is_named_with_its_signal_or_status() {
+        let line =
+            "[   12.3] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000005";
+        assert_eq!(
+            panic_cause(line).unwrap(),
+            "the guest agent (PID 1) died: killed by signal 5 (SIGTRAP)"
+        );
+        let exited = "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100";
+        assert_eq!(
+            panic_cause(exited).unwrap(),
+            "the guest agent (PID 1) died: exited with status 1"
+        );
+        assert!(panic_cause("Kernel panic - not syncing: sysrq triggered crash").is_none());
+    }
 
     #[test]
     fn sees_ready_then_panic_and_keeps_the_log() {

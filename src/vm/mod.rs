@@ -50,7 +50,7 @@ pub enum VmError {
         accel: Accel,
         tail: String,
     },
-    #[error("guest kernel panicked: {line}\nConsole tail:\n{tail}")]
+    #[error("guest kernel panicked{}: {line}\nConsole tail:\n{tail}", panic_note(.line))]
     GuestPanic { line: String, tail: String },
     #[error("QEMU exited unexpectedly ({status}). {stderr}\nConsole tail:\n{tail}")]
     QemuExited {
@@ -72,6 +72,12 @@ pub enum VmError {
     Share(String),
     #[error(transparent)]
     Virtiofsd(#[from] virtiofsd::DaemonError),
+}
+
+fn panic_note(line: &str) -> String {
+    console::panic_cause(line)
+        .map(|c| format!(" ({c})"))
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +130,8 @@ pub struct Vm {
     /// How each of `VmOptions::shares` reached the guest, in order.
     pub share_mounts: Vec<ShareMount>,
     accel: Accel,
+    /// Console lines seen before the last command started.
+    exec_console_mark: usize,
     /// Host time from QEMU start to the agent's first answer.
     pub boot_time: Duration,
     pub kernel_release: String,
@@ -296,10 +304,11 @@ impl Vm {
         let r = self.exec(argv)?;
         if r.exit_code != Some(0) {
             return Err(VmError::Agent(format!(
-                "{argv:?} failed (exit {:?}, signal {:?}): {}",
+                "{argv:?} failed (exit {:?}, signal {:?}): {}{}",
                 r.exit_code,
                 r.signal,
-                String::from_utf8_lossy(&r.stderr).trim()
+                String::from_utf8_lossy(&r.stderr).trim(),
+                self.oom_note(&r)
             )));
         }
         Ok(r)
@@ -355,6 +364,7 @@ impl Vm {
             daemons,
             share_mounts: Vec::new(),
             accel: template.accel,
+            exec_console_mark: 0,
             boot_time: Duration::ZERO,
             kernel_release: String::new(),
         };
@@ -645,6 +655,7 @@ impl Vm {
         let host_timeout = host_timeout(req.timeout_ms);
         let argv = req.argv.clone();
         let timeout_ms = req.timeout_ms;
+        self.mark_console();
         match self.request(Request::Exec(req), host_timeout)? {
             Response::Exec(r) if r.timed_out => {
                 let out = String::from_utf8_lossy(&r.stdout);
@@ -680,6 +691,7 @@ impl Vm {
         let host_timeout = host_timeout(req.exec.timeout_ms);
         let argv = req.exec.argv.clone();
         let timeout_ms = req.exec.timeout_ms;
+        self.mark_console();
         match self.request_streaming(Request::ExecStream(req), host_timeout, on_output)? {
             Response::Exec(r) if r.timed_out => Err(VmError::CommandTimeout {
                 argv,
@@ -691,6 +703,47 @@ impl Vm {
                 "unexpected answer to a streamed exec: {other:?}"
             ))),
         }
+    }
+
+    fn mark_console(&mut self) {
+        self.exec_console_mark = self
+            .console
+            .as_ref()
+            .map(|c| c.snapshot().lines.len())
+            .unwrap_or(0);
+    }
+
+    /// The OOM killer's console report printed while the last command ran,
+    /// if any: a command killed by SIGKILL may have been its victim. The
+    /// report can trail the command's end on the serial line, so this waits
+    /// for it up to a second.
+    pub fn last_exec_oom_kill(&self) -> Option<String> {
+        let console = self.console.as_ref()?;
+        let mark = self.exec_console_mark;
+        let seen = |s: &console::ConsoleState| {
+            s.lines
+                .iter()
+                .skip(mark)
+                .any(|l| console::is_oom_kill_line(l))
+        };
+        let st = console.wait_for(Duration::from_secs(1), seen);
+        st.lines
+            .iter()
+            .skip(mark)
+            .find(|l| console::is_oom_kill_line(l))
+            .cloned()
+    }
+
+    /// What a failed command's error adds when the OOM killer killed it.
+    fn oom_note(&self, r: &ExecResult) -> String {
+        // 137: a shell reporting that its child died of SIGKILL.
+        let killed = r.signal == Some(libc::SIGKILL) || r.exit_code == Some(128 + libc::SIGKILL);
+        if !killed {
+            return String::new();
+        }
+        self.last_exec_oom_kill()
+            .map(|l| format!("\nkilled by the guest's OOM killer: {}", l.trim()))
+            .unwrap_or_default()
     }
 
     /// Run `argv` with a 120 s timeout and no stdin.
@@ -709,11 +762,12 @@ impl Vm {
         let r = self.exec(&["sh", "-c", script])?;
         if r.exit_code != Some(0) {
             return Err(VmError::Agent(format!(
-                "script failed (exit {:?}, signal {:?}): {}\nstderr: {}",
+                "script failed (exit {:?}, signal {:?}): {}\nstderr: {}{}",
                 r.exit_code,
                 r.signal,
                 script,
-                String::from_utf8_lossy(&r.stderr).trim()
+                String::from_utf8_lossy(&r.stderr).trim(),
+                self.oom_note(&r)
             )));
         }
         Ok(String::from_utf8_lossy(&r.stdout).into_owned())
