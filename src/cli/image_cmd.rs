@@ -25,6 +25,18 @@ pub enum ImageCommand {
         #[arg(long)]
         fresh: bool,
     },
+    /// Download one Debian package (e.g. a kernel's source for its
+    /// selftests) through the builder's private apt and the host's mirror;
+    /// prints `deb <path>` and `sha256 <hex>`.
+    Fetch {
+        /// NAME or NAME=VERSION.
+        package: String,
+        #[arg(long)]
+        suite: String,
+        /// Directory the .deb is written to.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Rebuild from scratch and check the result matches the cached build.
     Verify {
         #[arg(long)]
@@ -74,6 +86,11 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
             println!("sha256 {}", built.sha256);
             Ok(())
         }
+        ImageCommand::Fetch {
+            package,
+            suite,
+            out,
+        } => fetch(&package, &suite, &out),
         ImageCommand::Verify { lock, image } => {
             let path = lock_file(lock, image);
             let locked = LockFile::load(&path)?;
@@ -93,4 +110,26 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn fetch(package: &str, suite: &str, out: &std::path::Path) -> Result<()> {
+    let mirror = image::mirror::host_mirror()?;
+    // Not the builder's apt directory: a concurrent build may be using it.
+    let dir = image::cache_root().join("apt-fetch").join(suite);
+    let apt = image::apt::PrivateApt::new(&dir, &mirror, suite)
+        .with_context(|| format!("preparing apt for suite {suite}"))?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let staging = tempfile::tempdir_in(out)?;
+    apt.download_spec(package, staging.path())
+        .with_context(|| format!("downloading {package} from {suite}"))?;
+    let deb = std::fs::read_dir(staging.path())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .with_context(|| format!("apt-get download {package} produced no .deb"))?;
+    let dest = out.join(deb.file_name().expect("a file name"));
+    std::fs::rename(&deb, &dest)?;
+    println!("deb {}", dest.display());
+    println!("sha256 {}", image::deb::sha256_file(&dest)?);
+    Ok(())
 }

@@ -127,12 +127,12 @@ impl PrivateApt {
     /// Download `name=version` into `dest` (apt verifies the archive signature
     /// chain; rulebench then checks the lock's sha256).
     pub fn download(&self, name: &str, version: &str, dest: &Path) -> Result<(), AptError> {
-        let spec = format!("{name}={version}");
-        self.run(
-            &format!("download {spec}"),
-            &["download", &spec],
-            Some(dest),
-        )?;
+        self.download_spec(&format!("{name}={version}"), dest)
+    }
+
+    /// Download `NAME` (the suite's candidate) or `NAME=VERSION` into `dest`.
+    pub fn download_spec(&self, spec: &str, dest: &Path) -> Result<(), AptError> {
+        self.run(&format!("download {spec}"), &["download", spec], Some(dest))?;
         Ok(())
     }
 }
