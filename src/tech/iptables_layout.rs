@@ -19,13 +19,13 @@ pub const MASQ_MARK: &str = "0x4000";
 
 /// A service's chain names, hashed once (sha256 per name adds up at 100k
 /// services).
-struct Names {
-    svc: String,
-    seps: Vec<String>,
+pub(super) struct Names {
+    pub(super) svc: String,
+    pub(super) seps: Vec<String>,
 }
 
 impl Names {
-    fn of(svc: &Service) -> Names {
+    pub(super) fn of(svc: &Service) -> Names {
         Names {
             svc: kube_svc_chain(svc),
             seps: svc
@@ -58,7 +58,7 @@ fn proto_match(svc: &Service) -> String {
 
 /// The KUBE-SERVICES rule for a service, without the leading `-A CHAIN`
 /// (so `-D` can reuse it).
-fn services_jump_spec(svc: &Service, names: &Names) -> String {
+pub(super) fn services_jump_spec(svc: &Service, names: &Names) -> String {
     format!(
         "{} {} -d {} --dport {} -j {}",
         comment(&format!("{} cluster IP", svc.service_port_name())),
@@ -126,22 +126,36 @@ fn sep_chain_rules(svc: &Service, ep: &Endpoint, sep: &str, out: &mut String) {
     );
 }
 
-fn declare(chain: &str, out: &mut String) {
+pub(super) fn declare(chain: &str, out: &mut String) {
     let _ = writeln!(out, ":{chain} - [0:0]");
 }
 
-fn declare_service(names: &Names, out: &mut String) {
+pub(super) fn declare_service(names: &Names, out: &mut String) {
     declare(&names.svc, out);
     for sep in &names.seps {
         declare(sep, out);
     }
 }
 
-fn service_rules(svc: &Service, names: &Names, out: &mut String) {
+pub(super) fn service_rules(svc: &Service, names: &Names, out: &mut String) {
     svc_chain_rules(svc, names, out);
     for (ep, sep) in svc.backends.iter().zip(&names.seps) {
         sep_chain_rules(svc, ep, sep, out);
     }
+}
+
+/// The rules of KUBE-MARK-MASQ and KUBE-POSTROUTING, which kube-proxy
+/// also rewrites on every sync.
+pub(super) fn masquerade_rules(out: &mut String) {
+    let _ = writeln!(out, "-A KUBE-MARK-MASQ -j MARK --or-mark {MASQ_MARK}");
+    let _ = writeln!(
+        out,
+        "-A KUBE-POSTROUTING -m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN"
+    );
+    let _ = writeln!(out, "-A KUBE-POSTROUTING -j MARK --xor-mark {MASQ_MARK}");
+    out.push_str(
+        "-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE\n",
+    );
 }
 
 /// The whole nat table. Loaded without `--noflush`, it atomically replaces
@@ -162,15 +176,7 @@ pub fn nat_restore(services: &Services) -> String {
          -A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
          -A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING\n",
     );
-    let _ = writeln!(out, "-A KUBE-MARK-MASQ -j MARK --or-mark {MASQ_MARK}");
-    let _ = writeln!(
-        out,
-        "-A KUBE-POSTROUTING -m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN"
-    );
-    let _ = writeln!(out, "-A KUBE-POSTROUTING -j MARK --xor-mark {MASQ_MARK}");
-    out.push_str(
-        "-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE\n",
-    );
+    masquerade_rules(&mut out);
     for (svc, n) in services.services.iter().zip(&names) {
         let _ = writeln!(out, "-A KUBE-SERVICES {}", services_jump_spec(svc, n));
     }

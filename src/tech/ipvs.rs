@@ -32,22 +32,22 @@ pub const LOOP_BACK_SET: &str = "KUBE-LOOP-BACK";
 /// maxelem covers the largest generated workload (200k services), so the
 /// set definition never changes and `create -exist` always agrees with an
 /// existing set.
-const SET_OPTIONS: &str = "family inet hashsize 1024 maxelem 262144";
+pub(super) const SET_OPTIONS: &str = "family inet hashsize 1024 maxelem 262144";
 
 pub const UNSUPPORTED_FIREWALL: &str = "IPVS is a load balancer and has no firewall rules";
 
-fn proto_flag(p: Proto) -> &'static str {
+pub(super) fn proto_flag(p: Proto) -> &'static str {
     match p {
         Proto::Tcp => "-t",
         Proto::Udp => "-u",
     }
 }
 
-fn virtual_service(svc: &Service) -> String {
+pub(super) fn virtual_service(svc: &Service) -> String {
     format!("{} {}:{}", proto_flag(svc.proto), svc.vip, svc.port)
 }
 
-fn add_virtual(svc: &Service) -> String {
+pub(super) fn add_virtual(svc: &Service) -> String {
     let persistence = svc
         .affinity
         .map(|a| format!(" -p {}", a.timeout_seconds))
@@ -55,11 +55,11 @@ fn add_virtual(svc: &Service) -> String {
     format!("-A {} -s rr{persistence}\n", virtual_service(svc))
 }
 
-fn add_real(svc: &Service, ep: &Endpoint) -> String {
+pub(super) fn add_real(svc: &Service, ep: &Endpoint) -> String {
     format!("-a {} -r {ep} -m -w 1\n", virtual_service(svc))
 }
 
-fn cluster_ip_entry(svc: &Service) -> String {
+pub(super) fn cluster_ip_entry(svc: &Service) -> String {
     format!("{},{}:{}", svc.vip, svc.proto, svc.port)
 }
 
@@ -68,7 +68,9 @@ fn loop_back_entry(proto: Proto, ep: &Endpoint) -> String {
     format!("{},{}:{},{}", ep.ip, proto, ep.port, ep.ip)
 }
 
-fn loop_back_entries<'a>(services: impl Iterator<Item = &'a Service>) -> BTreeSet<String> {
+pub(super) fn loop_back_entries<'a>(
+    services: impl Iterator<Item = &'a Service>,
+) -> BTreeSet<String> {
     services
         .flat_map(|s| {
             s.backends
@@ -112,20 +114,38 @@ pub fn nat_restore() -> String {
          :INPUT ACCEPT [0:0]\n\
          :OUTPUT ACCEPT [0:0]\n\
          :POSTROUTING ACCEPT [0:0]\n\
-         :KUBE-SERVICES - [0:0]\n\
-         :KUBE-MARK-MASQ - [0:0]\n\
-         :KUBE-POSTROUTING - [0:0]\n\
+         {}\
          -A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
          -A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
          -A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING\n\
-         -A KUBE-MARK-MASQ -j MARK --or-mark {m}\n\
+         {}\
+         COMMIT\n",
+        kube_chain_lines(),
+        kube_chain_rules()
+    )
+}
+
+/// The chains kube-proxy's IPVS mode owns in nat.
+pub(super) const KUBE_CHAINS: [&str; 3] = ["KUBE-SERVICES", "KUBE-MARK-MASQ", "KUBE-POSTROUTING"];
+
+/// Their declarations (under `--noflush` also their flush).
+pub(super) fn kube_chain_lines() -> String {
+    KUBE_CHAINS
+        .iter()
+        .map(|c| format!(":{c} - [0:0]\n"))
+        .collect()
+}
+
+/// The rules of [`KUBE_CHAINS`], which kube-proxy writes on every sync.
+pub(super) fn kube_chain_rules() -> String {
+    format!(
+        "-A KUBE-MARK-MASQ -j MARK --or-mark {m}\n\
          -A KUBE-POSTROUTING -m comment --comment \"Kubernetes endpoints dst ip:port, source ip for solving hairpin purpose\" -m set --match-set {LOOP_BACK_SET} dst,dst,src -j MASQUERADE\n\
          -A KUBE-POSTROUTING -m mark ! --mark {m}/{m} -j RETURN\n\
          -A KUBE-POSTROUTING -j MARK --xor-mark {m}\n\
          -A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE\n\
          -A KUBE-SERVICES ! -s {CLUSTER_CIDR} -m comment --comment \"Kubernetes service cluster ip + port for masquerade purpose\" -m set --match-set {CLUSTER_IP_SET} dst,dst -j KUBE-MARK-MASQ\n\
-         -A KUBE-SERVICES -m set --match-set {CLUSTER_IP_SET} dst,dst -j ACCEPT\n\
-         COMMIT\n",
+         -A KUBE-SERVICES -m set --match-set {CLUSTER_IP_SET} dst,dst -j ACCEPT\n",
         m = MASQ_MARK
     )
 }
@@ -165,7 +185,10 @@ pub fn render_services(services: &Services) -> Vec<Step> {
 }
 
 /// The services other than `name`.
-fn others<'a>(services: &'a Services, name: &'a str) -> impl Iterator<Item = &'a Service> + 'a {
+pub(super) fn others<'a>(
+    services: &'a Services,
+    name: &'a str,
+) -> impl Iterator<Item = &'a Service> + 'a {
     services.services.iter().filter(move |s| s.name != name)
 }
 

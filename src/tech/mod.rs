@@ -9,18 +9,23 @@ pub mod hash;
 pub mod iptables;
 pub mod iptables_layout;
 pub mod iptables_nft;
+pub mod iptables_sync;
 pub mod ipvs;
+pub mod ipvs_sync;
 pub mod nft;
 pub mod nftables;
 pub mod nftables_firewall;
 pub mod nftables_no_anon_maps;
+pub mod nftables_sync;
 pub mod normalize;
 pub mod step;
+pub mod update_mode;
 
 use std::fmt;
 use std::str::FromStr;
 
 pub use step::Step;
+pub use update_mode::UpdateMode;
 
 use crate::workload::{Firewall, Services, UpdateError, UpdateOp, Workload};
 
@@ -131,6 +136,10 @@ pub enum TechError {
     },
     #[error("unknown technology {0:?} (expected iptables-legacy, iptables-nft, nftables, nftables-linear, nftables-no-anon-maps, ipvs or ebpf)")]
     UnknownTech(String),
+    #[error("{0} has no kube-proxy update mode (kube-proxy has no eBPF mode; nftables-linear is a firewall layout)")]
+    NoKubeProxyMode(Tech),
+    #[error("unknown update mode {0:?} (expected primitive or kube-proxy)")]
+    UnknownUpdateMode(String),
 }
 
 fn unsupported(tech: Tech, family: &'static str, reason: &'static str) -> TechError {
@@ -204,6 +213,52 @@ pub fn render_services_update(
         Tech::NftablesLinear => render_services(tech, before),
         Tech::Ipvs => Ok(ipvs::render_services_update(before, op)),
         Tech::Ebpf => ebpf::render_services_update(before, op),
+    }
+}
+
+/// What kube-proxy's proxier sends to take the guest from `before` to
+/// `before + op` (one changed service); the same end state as
+/// [`render_services_update`], more work. Checked against the model first.
+pub fn render_services_update_kube_proxy(
+    tech: Tech,
+    before: &Services,
+    op: &UpdateOp,
+) -> Result<Vec<Step>, TechError> {
+    before
+        .clone()
+        .apply(op)
+        .map_err(|source| TechError::Update { tech, source })?;
+    match tech {
+        Tech::IptablesLegacy | Tech::IptablesNft => Ok(iptables_sync::render_services_update(
+            iptables_tools(tech),
+            before,
+            op,
+        )),
+        Tech::Nftables => Ok(nftables_sync::render_services_update(
+            before,
+            op,
+            nftables::numgen_vmap,
+        )),
+        Tech::NftablesNoAnonMaps => Ok(nftables_sync::render_services_update(
+            before,
+            op,
+            nftables_no_anon_maps::numgen_rules,
+        )),
+        Tech::Ipvs => Ok(ipvs_sync::render_services_update(before, op)),
+        Tech::NftablesLinear | Tech::Ebpf => Err(TechError::NoKubeProxyMode(tech)),
+    }
+}
+
+/// A services update in the given mode.
+pub fn render_services_update_in(
+    mode: UpdateMode,
+    tech: Tech,
+    before: &Services,
+    op: &UpdateOp,
+) -> Result<Vec<Step>, TechError> {
+    match mode {
+        UpdateMode::Primitive => render_services_update(tech, before, op),
+        UpdateMode::KubeProxy => render_services_update_kube_proxy(tech, before, op),
     }
 }
 

@@ -57,7 +57,7 @@ impl Names {
     }
 }
 
-fn service_ips_key(svc: &Service) -> String {
+pub(super) fn service_ips_key(svc: &Service) -> String {
     format!("{} . {} . {}", svc.vip, svc.proto, svc.port)
 }
 
@@ -84,7 +84,7 @@ fn base_rules(out: &mut String) {
     );
 }
 
-fn endpoint_objects(svc: &Service, (chain, set): &(String, String), out: &mut String) {
+pub(super) fn endpoint_objects(svc: &Service, (chain, set): &(String, String), out: &mut String) {
     let t = TABLE;
     if let Some(a) = svc.affinity {
         let _ = writeln!(
@@ -96,7 +96,12 @@ fn endpoint_objects(svc: &Service, (chain, set): &(String, String), out: &mut St
     let _ = writeln!(out, "add chain {t} {chain}");
 }
 
-fn endpoint_rules(svc: &Service, ep: &Endpoint, (chain, set): &(String, String), out: &mut String) {
+pub(super) fn endpoint_rules(
+    svc: &Service,
+    ep: &Endpoint,
+    (chain, set): &(String, String),
+    out: &mut String,
+) {
     let t = TABLE;
     let _ = writeln!(
         out,
@@ -136,7 +141,12 @@ pub(super) fn numgen_vmap(svc: &Service, names: &Names, out: &mut String) {
     );
 }
 
-fn service_chain_rules(svc: &Service, names: &Names, dispatch: Dispatch, out: &mut String) {
+pub(super) fn service_chain_rules(
+    svc: &Service,
+    names: &Names,
+    dispatch: Dispatch,
+    out: &mut String,
+) {
     let t = TABLE;
     let chain = &names.service;
     let _ = writeln!(

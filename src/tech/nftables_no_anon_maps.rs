@@ -29,7 +29,7 @@ use super::nftables::{services_ruleset_with, services_update_with, Names, TABLE}
 use super::step::Step;
 
 /// The endpoint pick without a map.
-fn numgen_rules(svc: &Service, names: &Names, out: &mut String) {
+pub(super) fn numgen_rules(svc: &Service, names: &Names, out: &mut String) {
     let chain = &names.service;
     let count = names.endpoints.len();
     for (i, (endpoint, _)) in names.endpoints.iter().enumerate() {
