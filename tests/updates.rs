@@ -5,7 +5,7 @@
 mod support;
 
 use rulebench::correctness::{probes_for, ProbeOptions, Session};
-use rulebench::tech::Tech;
+use rulebench::tech::{self, Tech, UpdateMode};
 use rulebench::workload::{Rule, Service, Services, UpdateOp, Workload};
 
 /// Lines only in `a` (-) and only in `b` (+), for failure messages.
@@ -25,19 +25,52 @@ fn line_diff(a: &str, b: &str) -> String {
 }
 
 fn check_ops(session: &mut Session, base: &Workload, ops: &[UpdateOp]) {
-    for &tech in Tech::for_workload(base) {
+    check_ops_in(session, base, ops, UpdateMode::Primitive)
+}
+
+/// Pushes `op` in `mode`: the primitive steps through the session, the
+/// kube-proxy ones rendered here and run by the shared step runner.
+fn push(session: &mut Session, tech: Tech, before: &Workload, op: &UpdateOp, mode: UpdateMode) {
+    let what = format!("{tech} ({mode}): {}", op.describe());
+    match (mode, before) {
+        (UpdateMode::KubeProxy, Workload::Services(s)) => {
+            let steps = tech::render_services_update_kube_proxy(tech, s, op)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            rulebench::steps::run_steps(&mut session.vm, tech, &steps)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+        }
+        _ => {
+            session
+                .update(tech, before, op)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+        }
+    }
+}
+
+/// Every technology with `mode` for the base's family.
+fn techs_in(base: &Workload, mode: UpdateMode) -> Vec<Tech> {
+    Tech::for_workload(base)
+        .iter()
+        .copied()
+        .filter(|&t| match base {
+            Workload::Services(_) => UpdateMode::for_services(t).contains(&mode),
+            Workload::Firewall(_) => mode == UpdateMode::Primitive,
+        })
+        .collect()
+}
+
+fn check_ops_in(session: &mut Session, base: &Workload, ops: &[UpdateOp], mode: UpdateMode) {
+    for tech in techs_in(base, mode) {
         session
             .reset()
             .unwrap_or_else(|e| panic!("{tech}: reset: {e}"));
         session.load(tech, base).unwrap_or_else(|e| panic!("{e}"));
         let mut before = base.clone();
         for op in ops {
-            let what = format!("{tech}: {}", op.describe());
+            let what = format!("{tech} ({mode}): {}", op.describe());
             let mut after = before.clone();
             after.apply(op).unwrap_or_else(|e| panic!("{what}: {e}"));
-            session
-                .update(tech, &before, op)
-                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            push(session, tech, &before, op, mode);
             let incremental = session.dump(tech).unwrap_or_else(|e| panic!("{what}: {e}"));
             let probes = probes_for(&after, &session.topology, &ProbeOptions::default());
             let verdicts = session
@@ -90,6 +123,41 @@ fn added_service() -> Service {
         affinity: None,
         backends: vec![ep("10.200.0.2:8080"), ep("10.200.3.2:8080")],
     }
+}
+
+/// The add / change / delete ops of [`service_updates`] with the model
+/// they end in.
+fn service_ops() -> (Workload, Vec<UpdateOp>, Workload) {
+    let (base, services) = services_small();
+    let ep = |s: &str| s.parse().unwrap();
+    let ops = vec![
+        UpdateOp::AddService(added_service()),
+        UpdateOp::ChangeBackends {
+            name: "web".into(),
+            backends: vec![
+                ep("10.200.1.2:8080"),
+                ep("10.200.2.2:8080"),
+                ep("10.200.4.2:8080"),
+            ],
+        },
+        UpdateOp::DeleteService { name: "dns".into() },
+    ];
+    let mut all = services;
+    for op in &ops {
+        all.apply(op).expect("ops apply to the model");
+    }
+    (base, ops, Workload::Services(all))
+}
+
+/// kube-proxy mode (its sync's rewrites, listings and walks) must leave
+/// exactly what the primitive update and a full load leave.
+#[test]
+fn service_updates_in_kube_proxy_mode() {
+    let (base, ops, all) = service_ops();
+    let mut session = support::session(&[&base, &all]);
+    support::timed("service updates in kube-proxy mode", || {
+        check_ops_in(&mut session, &base, &ops, UpdateMode::KubeProxy)
+    });
 }
 
 #[test]
