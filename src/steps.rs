@@ -14,6 +14,13 @@ pub struct StepOutcome {
     pub stderr: String,
     /// Guest-side time the command took.
     pub elapsed_ns: u64,
+    /// CPU time of the command (and the children it waited for) in user
+    /// mode and in the kernel, as the agent's `wait4` reported it. Kernel
+    /// work inside the command's system calls is its sys time (nfnetlink
+    /// processes a batch in the sender's `sendmsg`); work deferred to
+    /// kworkers or RCU callbacks is in neither.
+    pub user_ns: u64,
+    pub sys_ns: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +59,8 @@ pub fn run_step(vm: &mut Vm, tech: Tech, step: &Step) -> Result<StepOutcome, Ste
         stdout: String::from_utf8_lossy(&r.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&r.stderr).into_owned(),
         elapsed_ns: r.elapsed_ns,
+        user_ns: r.user_ns,
+        sys_ns: r.sys_ns,
     };
     if outcome.exit_code != Some(0) && !step.tolerate_failure {
         return Err(StepError::Failed {
@@ -72,4 +81,50 @@ pub fn run_steps(vm: &mut Vm, tech: Tech, steps: &[Step]) -> Result<Vec<StepOutc
 /// Total guest-side time of a sequence of outcomes.
 pub fn total_ns(outcomes: &[StepOutcome]) -> u64 {
     outcomes.iter().map(|o| o.elapsed_ns).sum()
+}
+
+/// Guest time of a sequence of outcomes, whole and split by CPU mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StepTimes {
+    pub elapsed_ns: u64,
+    pub user_ns: u64,
+    pub sys_ns: u64,
+}
+
+/// Sums of elapsed, user and system time over `outcomes`.
+pub fn total_times(outcomes: &[StepOutcome]) -> StepTimes {
+    outcomes
+        .iter()
+        .fold(StepTimes::default(), |t, o| StepTimes {
+            elapsed_ns: t.elapsed_ns + o.elapsed_ns,
+            user_ns: t.user_ns + o.user_ns,
+            sys_ns: t.sys_ns + o.sys_ns,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_add_every_step() {
+        let outcome = |e, u, s| StepOutcome {
+            exit_code: Some(0),
+            stdout: String::new(),
+            stderr: String::new(),
+            elapsed_ns: e,
+            user_ns: u,
+            sys_ns: s,
+        };
+        let steps = [outcome(10, 2, 7), outcome(5, 1, 3)];
+        assert_eq!(total_ns(&steps), 15);
+        assert_eq!(
+            total_times(&steps),
+            StepTimes {
+                elapsed_ns: 15,
+                user_ns: 3,
+                sys_ns: 10
+            }
+        );
+    }
 }

@@ -260,15 +260,131 @@ pub const ALL: &[Figure] = &[
     FW_PKTGEN_CONNTRACK,
 ];
 
+/// A control-plane figure with its companions: the user and system CPU
+/// time of the same commands (the agent's `wait4` of each step). Kernel
+/// work inside the commands' system calls is sys time — nfnetlink
+/// processes a batch in the sender's `sendmsg` — but work the kernel
+/// deferred to kworkers or RCU callbacks is in neither, so user + sys can
+/// be less than the total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuSplit {
+    pub total: Figure,
+    pub user: Figure,
+    pub sys: Figure,
+}
+
+const fn split(
+    total: Figure,
+    user: (&'static str, &'static str),
+    sys: (&'static str, &'static str),
+) -> CpuSplit {
+    CpuSplit {
+        total,
+        user: lower(user.0, user.1, "ms"),
+        sys: lower(sys.0, sys.1, "ms"),
+    }
+}
+
+/// Every control-plane figure's split. Kept out of [`ALL`]: the report
+/// shows them in their own section ("where control-plane time goes")
+/// instead of a plot and table each; `compare` still finds them through
+/// [`lookup`].
+pub const SPLITS: &[CpuSplit] = &[
+    split(
+        SVC_FULL_LOAD,
+        (
+            "services.full-load.user",
+            "services: full load, user CPU time of the commands",
+        ),
+        (
+            "services.full-load.sys",
+            "services: full load, kernel (system) CPU time of the commands",
+        ),
+    ),
+    split(
+        SVC_ADD,
+        ("services.add-one.user", "services: add one, user CPU time"),
+        (
+            "services.add-one.sys",
+            "services: add one, kernel (system) CPU time",
+        ),
+    ),
+    split(
+        SVC_DELETE,
+        (
+            "services.delete-one.user",
+            "services: delete one, user CPU time",
+        ),
+        (
+            "services.delete-one.sys",
+            "services: delete one, kernel (system) CPU time",
+        ),
+    ),
+    split(
+        SVC_CHANGE,
+        (
+            "services.change-one.user",
+            "services: change one, user CPU time",
+        ),
+        (
+            "services.change-one.sys",
+            "services: change one, kernel (system) CPU time",
+        ),
+    ),
+    split(
+        FW_FULL_LOAD,
+        (
+            "firewall.full-load.user",
+            "firewall: full load, user CPU time of the commands",
+        ),
+        (
+            "firewall.full-load.sys",
+            "firewall: full load, kernel (system) CPU time of the commands",
+        ),
+    ),
+    split(
+        FW_ADD,
+        (
+            "firewall.add-one.user",
+            "firewall: insert one rule, user CPU time",
+        ),
+        (
+            "firewall.add-one.sys",
+            "firewall: insert one rule, kernel (system) CPU time",
+        ),
+    ),
+    split(
+        FW_DELETE,
+        (
+            "firewall.delete-one.user",
+            "firewall: delete one rule, user CPU time",
+        ),
+        (
+            "firewall.delete-one.sys",
+            "firewall: delete one rule, kernel (system) CPU time",
+        ),
+    ),
+];
+
+/// The split of a control-plane figure, by the total's id.
+pub fn split_of(total_id: &str) -> Option<&'static CpuSplit> {
+    SPLITS.iter().find(|s| s.total.id == total_id)
+}
+
 /// The catalogue entry of a figure id (results files may carry ids a newer
 /// or older rulebench knows; those get a neutral lower-is-better entry).
 pub fn lookup(id: &str) -> Figure {
-    ALL.iter().copied().find(|f| f.id == id).unwrap_or(Figure {
-        id: "unknown",
-        title: "unknown figure",
-        unit: "",
-        better: Better::Lower,
-    })
+    let splits = SPLITS.iter().flat_map(|s| [s.user, s.sys]);
+    ALL.iter()
+        .copied()
+        .chain(splits)
+        .find(|f| f.id == id)
+        .unwrap_or(Figure {
+            id: "unknown",
+            title: "unknown figure",
+            unit: "",
+            better: Better::Lower,
+        })
 }
 
 #[cfg(test)]
@@ -277,12 +393,28 @@ mod tests {
 
     #[test]
     fn ids_are_unique_and_known() {
-        let mut ids: Vec<&str> = ALL.iter().map(|f| f.id).collect();
+        let splits = SPLITS.iter().flat_map(|s| [s.user.id, s.sys.id]);
+        let mut ids: Vec<&str> = ALL.iter().map(|f| f.id).chain(splits).collect();
         ids.sort_unstable();
         let before = ids.len();
         ids.dedup();
         assert_eq!(ids.len(), before);
         assert_eq!(lookup("services.crr-rate").better, Better::Higher);
         assert_eq!(lookup("nope").id, "unknown");
+    }
+
+    #[test]
+    fn every_control_plane_time_has_a_split_named_after_it() {
+        for s in SPLITS {
+            assert!(ALL.contains(&s.total), "{}", s.total.id);
+            assert_eq!(s.user.id, format!("{}.user", s.total.id));
+            assert_eq!(s.sys.id, format!("{}.sys", s.total.id));
+            assert_eq!(lookup(s.sys.id).unit, "ms");
+        }
+        assert_eq!(
+            split_of("services.add-one").unwrap().sys.id,
+            "services.add-one.sys"
+        );
+        assert!(split_of("services.crr-rate").is_none());
     }
 }

@@ -54,6 +54,8 @@ pub fn run(request: &ExecRequest) -> Result<ExecResult, String> {
         stdout: stdout.map_or_else(Vec::new, |c| c.finish(output_deadline)),
         stderr: stderr.map_or_else(Vec::new, |c| c.finish(output_deadline)),
         elapsed_ns: exit.at.saturating_duration_since(child.started).as_nanos() as u64,
+        user_ns: exit.user_ns,
+        sys_ns: exit.sys_ns,
     })
 }
 
@@ -192,6 +194,28 @@ mod tests {
         assert_eq!(result.signal, None);
         assert!(!result.timed_out);
         assert!(result.elapsed_ns > 0);
+    }
+
+    #[test]
+    fn reports_user_and_system_cpu_time_of_the_command_and_its_children() {
+        // A shell loop is user time; a byte-at-a-time dd is system-call
+        // time — in a child of the shell, so it counts only if the
+        // descendants' usage is included.
+        let user = run(&request(&[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done",
+        ]))
+        .unwrap();
+        assert!(user.user_ns > user.sys_ns, "{user:?}");
+        let sys = run(&request(&[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/dev/null bs=1 count=400000 2>/dev/null",
+        ]))
+        .unwrap();
+        assert!(sys.sys_ns > 0, "{sys:?}");
+        assert!(sys.user_ns + sys.sys_ns <= sys.elapsed_ns * 2, "{sys:?}");
     }
 
     #[test]

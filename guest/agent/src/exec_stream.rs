@@ -115,6 +115,8 @@ pub fn run(
         stdout: Vec::new(),
         stderr: Vec::new(),
         elapsed_ns: exit.at.saturating_duration_since(started).as_nanos() as u64,
+        user_ns: exit.user_ns,
+        sys_ns: exit.sys_ns,
     })
 }
 

@@ -43,11 +43,14 @@ impl Termination {
     }
 }
 
-/// A reaped child: how it ended and when the reaper saw it die.
+/// A reaped child: how it ended, when the reaper saw it die, and the CPU
+/// time the kernel accounted to it (and to the descendants it waited for).
 #[derive(Debug, Clone, Copy)]
 pub struct Exit {
     pub termination: Termination,
     pub at: Instant,
+    pub user_ns: u64,
+    pub sys_ns: u64,
 }
 
 /// A freshly started child. Deliberately not a `std::process::Child`, so
@@ -173,8 +176,12 @@ impl Reaper {
     fn reap(&self, pid: i32, at: Instant) {
         let mut table = self.lock();
         let mut status = 0;
-        // SAFETY: status is a valid out pointer for the call.
-        let reaped = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        // SAFETY: rusage is plain data; all-zero is a valid value to overwrite.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: status and usage are valid out pointers for the call.
+        // wait4 rather than waitpid: the child's rusage is only available
+        // at the moment it is reaped.
+        let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
         // reaped == -1 (ECHILD) when std already waited for a child whose
         // exec failed; nothing to record then.
         if reaped != pid {
@@ -184,6 +191,8 @@ impl Reaper {
             *slot = Some(Exit {
                 termination: decode_status(status),
                 at,
+                user_ns: timeval_ns(usage.ru_utime),
+                sys_ns: timeval_ns(usage.ru_stime),
             });
             self.changed.notify_all();
         }
@@ -202,6 +211,10 @@ fn next_dead_child() -> io::Result<(i32, Instant)> {
     }
     // SAFETY: waitid with WEXITED filled a SIGCHLD-style siginfo.
     Ok((unsafe { info.si_pid() }, at))
+}
+
+fn timeval_ns(t: libc::timeval) -> u64 {
+    (t.tv_sec.max(0) as u64) * 1_000_000_000 + (t.tv_usec.max(0) as u64) * 1_000
 }
 
 fn decode_status(status: i32) -> Termination {

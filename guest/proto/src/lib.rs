@@ -93,6 +93,18 @@ pub struct ExecResult {
     pub stderr: Vec<u8>,
     /// Guest-side monotonic time from spawn to exit.
     pub elapsed_ns: u64,
+    /// CPU time the command spent in user mode, from the kernel's
+    /// accounting at its exit (`wait4`): its own and that of the
+    /// descendants it waited for. (Bincode is positional: host and agent
+    /// are built together, the serde default only serves JSON readers.)
+    #[serde(default)]
+    pub user_ns: u64,
+    /// CPU time spent in the kernel on the command's behalf, the same way.
+    /// Kernel work done inside its system calls counts (an nfnetlink batch
+    /// is processed in the sender's `sendmsg`); work the kernel deferred to
+    /// kworkers, softirqs of other tasks or RCU callbacks does not.
+    #[serde(default)]
+    pub sys_ns: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
