@@ -75,6 +75,8 @@ pub struct Row {
     pub n: u64,
     /// first / middle / last for updates, empty otherwise.
     pub position: String,
+    /// primitive / kube-proxy for updates, empty otherwise.
+    pub update_mode: String,
     /// Samples on each side (base, new).
     pub samples: (usize, usize),
     pub base_median: f64,
@@ -153,6 +155,7 @@ pub fn compare(base: &Results, new: &Results, threshold: f64) -> Vec<Row> {
                 tech: key.tech,
                 n: key.n,
                 position: key.position,
+                update_mode: key.update_mode,
                 worse_ratio,
                 ci,
                 verdict,
@@ -190,7 +193,7 @@ pub fn table(rows: &[Row]) -> String {
             "| {} | {} | {} | {} | {} | {}/{} | {:.4} {unit} | {:.4} {unit} | {:.3} | {:.3}–{:.3} | {:.3} |\n",
             r.verdict.word(),
             r.figure,
-            r.tech,
+            crate::results::tech_label(&r.tech, &r.update_mode),
             r.n,
             if r.position.is_empty() { "–" } else { &r.position },
             r.samples.0,
@@ -349,6 +352,7 @@ mod tests {
                     position: positions[i % positions.len()].to_string(),
                     value: v,
                     unit: String::new(),
+                    update_mode: String::new(),
                 });
             }
         }
@@ -402,6 +406,29 @@ mod tests {
                 .nth(2)
                 .unwrap()
                 .starts_with("| REGRESSION | services.add-one | nftables | 1000 | last | 3/3 |"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn update_modes_are_separate_series_and_labelled() {
+        let base = with_positions(&[("services.add-one", 10.0)], &["last"], 3);
+        let mut both = base.clone();
+        for s in base.samples.iter() {
+            let mut kp = s.clone();
+            kp.update_mode = "kube-proxy".into();
+            kp.value *= 5.0;
+            both.samples.push(kp);
+        }
+        let rows = compare(&both, &both, DEFAULT_THRESHOLD);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        let t = table(&rows);
+        assert!(
+            t.contains("| services.add-one | nftables (kube-proxy) | 1000 | last |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| services.add-one | nftables | 1000 | last |"),
             "{t}"
         );
     }

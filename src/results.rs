@@ -141,6 +141,11 @@ pub struct Sample {
     pub position: String,
     pub value: f64,
     pub unit: String,
+    /// How an update figure's change was sent: "primitive" or
+    /// "kube-proxy" (`tech::UpdateMode`); empty for figures without an
+    /// update and in files written before the field.
+    #[serde(default)]
+    pub update_mode: String,
 }
 
 /// Samples of one figure for one technology at one size and update
@@ -153,6 +158,8 @@ pub struct SeriesKey {
     pub n: u64,
     /// first / middle / last, or empty for figures without a position.
     pub position: String,
+    /// primitive / kube-proxy for update figures, empty otherwise.
+    pub update_mode: String,
 }
 
 impl SeriesKey {
@@ -162,7 +169,19 @@ impl SeriesKey {
             tech: sample.tech.clone(),
             n: sample.n,
             position: sample.position.clone(),
+            update_mode: sample.update_mode.clone(),
         }
+    }
+}
+
+/// The series label a report or gate shows for a technology's samples:
+/// the technology, with " (kube-proxy)" for kube-proxy-mode updates
+/// (primitive and mode-less samples keep the bare name).
+pub fn tech_label(tech: &str, update_mode: &str) -> String {
+    if update_mode == "kube-proxy" {
+        format!("{tech} (kube-proxy)")
+    } else {
+        tech.to_string()
     }
 }
 
@@ -241,17 +260,18 @@ impl Results {
 
     /// Flat CSV, one sample per line.
     pub fn to_csv(&self) -> String {
-        let mut out = String::from("figure,tech,n,repeat,position,value,unit\n");
+        let mut out = String::from("figure,tech,n,repeat,position,value,unit,update_mode\n");
         for s in &self.samples {
             out += &format!(
-                "{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{}\n",
                 csv_field(&s.figure),
                 csv_field(&s.tech),
                 s.n,
                 s.repeat,
                 csv_field(&s.position),
                 s.value,
-                csv_field(&s.unit)
+                csv_field(&s.unit),
+                csv_field(&s.update_mode)
             );
         }
         out
@@ -289,6 +309,7 @@ mod tests {
                     position: "first".into(),
                     value: 12.5,
                     unit: "ms".into(),
+                    update_mode: "primitive".into(),
                 },
                 Sample {
                     figure: "services.add-one".into(),
@@ -298,6 +319,7 @@ mod tests {
                     position: "last, really".into(),
                     value: 13.0,
                     unit: "ms".into(),
+                    update_mode: "primitive".into(),
                 },
             ],
             notes: vec![],
@@ -324,6 +346,7 @@ mod tests {
             tech: "nftables".into(),
             n,
             position: position.into(),
+            update_mode: "primitive".into(),
         }
     }
 
@@ -348,6 +371,33 @@ mod tests {
     }
 
     #[test]
+    fn the_update_mode_is_part_of_the_series_and_may_be_absent() {
+        let mut r = small();
+        let mut kp = r.samples[0].clone();
+        kp.update_mode = "kube-proxy".into();
+        kp.value = 40.0;
+        r.samples.push(kp);
+        let series = r.series();
+        assert_eq!(series[&key("services.add-one", 100, "first")], vec![12.5]);
+        let mut k = key("services.add-one", 100, "first");
+        k.update_mode = "kube-proxy".into();
+        assert_eq!(series[&k], vec![40.0]);
+        assert_eq!(tech_label("ipvs", "kube-proxy"), "ipvs (kube-proxy)");
+        assert_eq!(tech_label("ipvs", "primitive"), "ipvs");
+        // A file written before the field loads, the samples mode-less.
+        let mut old: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        for s in old["samples"].as_array_mut().unwrap() {
+            s.as_object_mut().unwrap().remove("update_mode");
+        }
+        let old = old.to_string();
+        let back = Results::from_json(&old, "old.json").unwrap();
+        assert!(
+            back.samples.iter().all(|s| s.update_mode.is_empty()),
+            "{old}"
+        );
+    }
+
+    #[test]
     fn wrong_schema_is_named() {
         let err = Results::from_json(r#"{"schema": 1, "image": "x"}"#, "old.json").unwrap_err();
         assert!(err.to_string().contains("schema 1"), "{err}");
@@ -358,7 +408,7 @@ mod tests {
         let csv = small().to_csv();
         assert_eq!(csv.lines().count(), 3);
         assert!(csv.contains("\"last, really\""), "{csv}");
-        assert!(csv.starts_with("figure,tech,n,repeat,position,value,unit\n"));
+        assert!(csv.starts_with("figure,tech,n,repeat,position,value,unit,update_mode\n"));
     }
 
     #[test]

@@ -65,6 +65,7 @@ impl BootTimes {
             position: String::new(),
             value,
             unit: figure.unit.into(),
+            update_mode: String::new(),
         };
         let mut out = vec![sample(&figures::COLD_BOOT, 0, self.cold_seconds)];
         for (i, &s) in self.boot_seconds.iter().enumerate() {

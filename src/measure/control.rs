@@ -6,7 +6,7 @@
 use super::guest::{self, KernelMemory};
 use super::{Recorder, Setting};
 use crate::steps::{run_steps, total_ns};
-use crate::tech::{self, Tech};
+use crate::tech::{self, Tech, UpdateMode};
 use crate::vm::Vm;
 use crate::workload::{Endpoint, Rule, Services, UpdateOp, Workload};
 use anyhow::{Context, Result};
@@ -119,7 +119,24 @@ fn repeat_within_budget(
 /// Push one update; the model moves along so the next render is relative
 /// to what the guest now holds. Returns guest ns.
 pub fn update(vm: &mut Vm, tech: Tech, model: &mut Workload, op: &UpdateOp) -> Result<u64> {
-    let steps = tech::render_update(tech, model, op).with_context(|| op.describe())?;
+    update_in(vm, tech, model, op, UpdateMode::Primitive)
+}
+
+/// [`update`] sent in `mode` (kube-proxy mode exists for services only).
+pub fn update_in(
+    vm: &mut Vm,
+    tech: Tech,
+    model: &mut Workload,
+    op: &UpdateOp,
+    mode: UpdateMode,
+) -> Result<u64> {
+    let steps = match (mode, &*model) {
+        (UpdateMode::KubeProxy, Workload::Services(s)) => {
+            tech::render_services_update_in(mode, tech, s, op)
+        }
+        _ => tech::render_update(tech, model, op),
+    }
+    .with_context(|| format!("{} ({mode})", op.describe()))?;
     let ns = total_ns(&run_steps(vm, tech, &steps)?);
     model.apply(op).with_context(|| op.describe())?;
     Ok(ns)
@@ -161,20 +178,40 @@ pub fn services(
         rec.push(&SVC_MEMORY, setting, r, "", mem.total_kib() as f64);
     })?;
     let mut model = workload;
+    // Primitive first, then kube-proxy mode where the technology has it;
+    // every op keeps the model equal to the guest, so the modes follow on.
+    for &mode in UpdateMode::for_services(tech) {
+        service_updates(vm, setting, &mut model, mode, rec)?;
+    }
+    Ok(model)
+}
+
+/// `setting.repeats` rounds of change / delete / re-add one service at a
+/// rotating position, each sent in `mode`.
+fn service_updates(
+    vm: &mut Vm,
+    setting: &Setting,
+    model: &mut Workload,
+    mode: UpdateMode,
+    rec: &mut Recorder,
+) -> Result<()> {
+    use super::figures::*;
+    let tech = setting.tech;
     for r in 0..setting.repeats {
-        let Workload::Services(current) = &model else {
+        let Workload::Services(current) = &*model else {
             unreachable!()
         };
         if current.services.is_empty() {
             // Nothing to delete or change at N = 0: add one and take it away.
             let extra = setting.extra_service(0);
-            let ns = update(vm, tech, &mut model, &UpdateOp::AddService(extra.clone()))?;
-            rec.push(&SVC_ADD, setting, r, "last", ms(ns));
-            update(
+            let ns = update_in(vm, tech, model, &UpdateOp::AddService(extra.clone()), mode)?;
+            rec.push_update(&SVC_ADD, setting, r, "last", mode, ms(ns));
+            update_in(
                 vm,
                 tech,
-                &mut model,
+                model,
                 &UpdateOp::DeleteService { name: extra.name },
+                mode,
             )?;
             continue;
         }
@@ -186,27 +223,23 @@ pub fn services(
             name: target.name.clone(),
             backends: shifted_backends(&target.backends),
         };
-        let ns = update(vm, tech, &mut model, &change)?;
-        rec.push(&SVC_CHANGE, setting, r, pos.name(), ms(ns));
-        let Workload::Services(current) = &model else {
+        let ns = update_in(vm, tech, model, &change, mode)?;
+        rec.push_update(&SVC_CHANGE, setting, r, pos.name(), mode, ms(ns));
+        let Workload::Services(current) = &*model else {
             unreachable!()
         };
         let target = current.services[pos.index(current.services.len())].clone();
-        let ns = update(
-            vm,
-            tech,
-            &mut model,
-            &UpdateOp::DeleteService {
-                name: target.name.clone(),
-            },
-        )?;
-        rec.push(&SVC_DELETE, setting, r, pos.name(), ms(ns));
+        let delete = UpdateOp::DeleteService {
+            name: target.name.clone(),
+        };
+        let ns = update_in(vm, tech, model, &delete, mode)?;
+        rec.push_update(&SVC_DELETE, setting, r, pos.name(), mode, ms(ns));
         // Re-adding appends: a new service always goes after the others,
         // as kube-proxy's layouts do.
-        let ns = update(vm, tech, &mut model, &UpdateOp::AddService(target))?;
-        rec.push(&SVC_ADD, setting, r, "last", ms(ns));
+        let ns = update_in(vm, tech, model, &UpdateOp::AddService(target), mode)?;
+        rec.push_update(&SVC_ADD, setting, r, "last", mode, ms(ns));
     }
-    Ok(model)
+    Ok(())
 }
 
 /// Firewall counterpart: full loads, then insert + delete one rule at the
@@ -244,9 +277,23 @@ pub fn firewall(
                 rule: extra_rule,
             },
         )?;
-        rec.push(&FW_ADD, setting, r, pos.name(), ms(ns));
+        rec.push_update(
+            &FW_ADD,
+            setting,
+            r,
+            pos.name(),
+            UpdateMode::Primitive,
+            ms(ns),
+        );
         let ns = update(vm, tech, &mut model, &UpdateOp::DeleteRule { index })?;
-        rec.push(&FW_DELETE, setting, r, pos.name(), ms(ns));
+        rec.push_update(
+            &FW_DELETE,
+            setting,
+            r,
+            pos.name(),
+            UpdateMode::Primitive,
+            ms(ns),
+        );
     }
     Ok(model)
 }

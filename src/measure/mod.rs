@@ -82,7 +82,24 @@ impl Recorder {
             position: position.to_string(),
             value,
             unit: figure.unit.to_string(),
+            update_mode: String::new(),
         });
+    }
+
+    /// An update figure's sample, labelled with how the update was sent.
+    pub fn push_update(
+        &mut self,
+        figure: &Figure,
+        setting: &Setting,
+        repeat: u32,
+        position: &str,
+        mode: crate::tech::UpdateMode,
+        value: f64,
+    ) {
+        self.push(figure, setting, repeat, position, value);
+        if let Some(last) = self.samples.last_mut() {
+            last.update_mode = mode.name().to_string();
+        }
     }
 }
 

@@ -296,6 +296,7 @@ mod tests {
             position: String::new(),
             value,
             unit: "ns".into(),
+            update_mode: String::new(),
         }
     }
 

@@ -182,6 +182,7 @@ pub fn summary_table(results: &Results) -> String {
 /// The short table printed at the end of `bench`: connection cost and
 /// add-one per technology at each N.
 pub fn headline_table(results: &Results) -> String {
+    let results = &with_mode_labels(results);
     let keep = [
         "services.connect-p50",
         "services.crr-rate",
@@ -234,7 +235,22 @@ fn figure_section(results: &Results, figure: &Figure) -> String {
     out
 }
 
+/// The results as the report shows them: kube-proxy-mode update
+/// samples become their own series, "TECH (kube-proxy)", so every table
+/// gives them a row and every plot a line, next to the primitive ones.
+fn with_mode_labels(results: &Results) -> Results {
+    let mut out = results.clone();
+    for s in &mut out.samples {
+        let label = crate::results::tech_label(&s.tech, &s.update_mode);
+        if label != s.tech && !s.tech.ends_with(" (kube-proxy)") {
+            s.tech = label;
+        }
+    }
+    out
+}
+
 pub fn markdown(results: &Results) -> String {
+    let results = &with_mode_labels(results);
     let m = &results.meta;
     let mut out = String::from("# rulebench report\n\n");
     out += "| run | |\n|---|---|\n";
@@ -358,6 +374,7 @@ pub fn skipped_section(results: &Results) -> String {
 /// report.md plus `<figure>.svg` for every figure into `dir`.
 pub fn write(results: &Results, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let results = &with_mode_labels(results);
     for figure in present(results) {
         let svg = plot::svg(results, &figure)
             .map_err(|e| anyhow::anyhow!("plotting {}: {e}", figure.id))?;
@@ -395,6 +412,7 @@ mod tests {
                             position: String::new(),
                             value: (base + base * per_n * n as f64) * jitter,
                             unit: unit.into(),
+                            update_mode: String::new(),
                         });
                     }
                 }
@@ -422,6 +440,34 @@ mod tests {
     #[test]
     fn markdown_snapshot() {
         insta::assert_snapshot!(markdown(&small()));
+    }
+
+    #[test]
+    fn kube_proxy_updates_get_their_own_rows() {
+        let mut r = small();
+        let extra: Vec<Sample> = r
+            .samples
+            .iter()
+            .filter(|s| s.figure == "services.add-one")
+            .map(|s| Sample {
+                update_mode: "kube-proxy".into(),
+                value: s.value * 3.0,
+                ..s.clone()
+            })
+            .collect();
+        r.samples.extend(extra);
+        let md = markdown(&r);
+        assert!(
+            md.contains("| services.add-one (ms) | nftables (kube-proxy) |"),
+            "{md}"
+        );
+        assert!(md.contains("| services.add-one (ms) | nftables |"), "{md}");
+        // Labelling twice (write, then markdown) does not stack.
+        let twice = with_mode_labels(&with_mode_labels(&r));
+        assert!(twice
+            .samples
+            .iter()
+            .all(|s| !s.tech.ends_with("(kube-proxy) (kube-proxy)")));
     }
 
     #[test]

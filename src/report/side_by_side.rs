@@ -313,6 +313,7 @@ mod tests {
                         position: "last".into(),
                         value: base * (1.0 + n as f64 / 1000.0) * (1.0 + 0.01 * f64::from(r)),
                         unit: "ms".into(),
+                        update_mode: String::new(),
                     });
                 }
             }
