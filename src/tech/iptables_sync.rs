@@ -49,7 +49,7 @@ use super::Step;
 /// The one `--noflush` restore of a partial sync: `after` is the model
 /// once `op` is applied, `op` names the one changed service.
 pub fn nat_sync(before: &Services, after: &Services, op: &UpdateOp) -> String {
-    let changed = changed_service(op);
+    let changed = op.service_name();
     let mut chains = String::from("*nat\n");
     let mut rules = String::new();
     for chain in ["KUBE-SERVICES", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"] {
@@ -75,15 +75,6 @@ pub fn nat_sync(before: &Services, after: &Services, op: &UpdateOp) -> String {
     chains + &rules + "COMMIT\n"
 }
 
-fn changed_service(op: &UpdateOp) -> Option<&str> {
-    match op {
-        UpdateOp::AddService(svc) => Some(svc.name.as_str()),
-        UpdateOp::DeleteService { name } | UpdateOp::ChangeBackends { name, .. } => {
-            Some(name.as_str())
-        }
-        UpdateOp::InsertRule { .. } | UpdateOp::DeleteRule { .. } => None,
-    }
-}
 
 /// The service chains `before` had for the changed service that `after`
 /// no longer has: what kube-proxy finds in its `iptables-save`.

@@ -133,15 +133,6 @@ fn real_server_changes(old: Option<&Service>, new: Option<&Service>) -> String {
     out
 }
 
-fn changed_name(op: &UpdateOp) -> Option<&str> {
-    match op {
-        UpdateOp::AddService(svc) => Some(svc.name.as_str()),
-        UpdateOp::DeleteService { name } | UpdateOp::ChangeBackends { name, .. } => {
-            Some(name.as_str())
-        }
-        UpdateOp::InsertRule { .. } | UpdateOp::DeleteRule { .. } => None,
-    }
-}
 
 fn vip_arg(svc: &Service) -> String {
     format!("{}/32", svc.vip)
@@ -152,7 +143,7 @@ pub fn render_services_update(before: &Services, op: &UpdateOp) -> Vec<Step> {
     let mut after = before.clone();
     // The dispatcher has checked the op against the model.
     let _ = after.apply(op);
-    let Some(name) = changed_name(op) else {
+    let Some(name) = op.service_name() else {
         return Vec::new();
     };
     let (old, new) = (before.by_name(name), after.by_name(name));

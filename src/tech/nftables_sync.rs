@@ -62,15 +62,6 @@ fn owned(svc: &Service) -> (Vec<String>, Vec<String>) {
     (chains, sets)
 }
 
-fn changed_name(op: &UpdateOp) -> Option<&str> {
-    match op {
-        UpdateOp::AddService(svc) => Some(svc.name.as_str()),
-        UpdateOp::DeleteService { name } | UpdateOp::ChangeBackends { name, .. } => {
-            Some(name.as_str())
-        }
-        UpdateOp::InsertRule { .. } | UpdateOp::DeleteRule { .. } => None,
-    }
-}
 
 /// The two transactions of one partial sync from `before` to `after`:
 /// the sync itself, and the later deletion of the chains it left stale
@@ -83,7 +74,7 @@ pub(super) fn sync_transactions(
 ) -> (String, String) {
     let t = TABLE;
     let mut tx = String::new();
-    let Some(name) = changed_name(op) else {
+    let Some(name) = op.service_name() else {
         return (tx, String::new());
     };
     let old = before.by_name(name);

@@ -39,6 +39,17 @@ impl UpdateOp {
         }
     }
 
+    /// The service an op changes; None for firewall ops.
+    pub fn service_name(&self) -> Option<&str> {
+        match self {
+            UpdateOp::AddService(svc) => Some(svc.name.as_str()),
+            UpdateOp::DeleteService { name } | UpdateOp::ChangeBackends { name, .. } => {
+                Some(name.as_str())
+            }
+            UpdateOp::InsertRule { .. } | UpdateOp::DeleteRule { .. } => None,
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             UpdateOp::AddService(s) => format!("add service {:?}", s.name),
