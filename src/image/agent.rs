@@ -159,6 +159,12 @@ fn bpf_units() -> Vec<(String, String, Vec<String>)> {
             "hooktime.bpf.o".into(),
             vec!["-D__TARGET_ARCH_x86".into()],
         ),
+        // The sampler reads the interrupted instruction pointer the same way.
+        (
+            "profile.bpf.c".into(),
+            "profile.bpf.o".into(),
+            vec!["-D__TARGET_ARCH_x86".into()],
+        ),
     ];
     for w in FIREWALL_VARIANT_WORDS {
         units.push((

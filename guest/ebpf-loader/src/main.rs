@@ -10,6 +10,7 @@
 //! rulebench-ebpf dump              > sorted, normalized JSON of all maps
 //! rulebench-ebpf reset             detach everything, unpin everything
 //! rulebench-ebpf hooktime        < HookPlan JSON: per-call kernel function times per phase
+//! rulebench-ebpf profile         < ProfilePlan JSON: commands under a kernel sampling profiler
 //! ```
 
 mod attach;
@@ -18,7 +19,9 @@ mod hooktime;
 mod lbvs;
 mod model;
 mod pins;
+mod profile;
 mod services;
+mod symbols;
 mod sys;
 
 use std::io::Read;
@@ -27,7 +30,7 @@ use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-const USAGE: &str = "usage: rulebench-ebpf (services|firewall) (load|update) < JSON | dump | reset | hooktime < JSON";
+const USAGE: &str = "usage: rulebench-ebpf (services|firewall) (load|update) < JSON | dump | reset | hooktime < JSON | profile < JSON";
 
 fn stdin_json<T: DeserializeOwned>(what: &str) -> Result<T> {
     let mut text = String::new();
@@ -59,6 +62,7 @@ fn run(args: &[String]) -> Result<()> {
             Ok(())
         }
         ["hooktime"] => hooktime::run(&stdin_json("hook plan")?),
+        ["profile"] => profile::run(&stdin_json("profile plan")?),
         ["reset"] => {
             services::reset()?;
             firewall::reset()

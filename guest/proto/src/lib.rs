@@ -366,3 +366,72 @@ mod stream_tests {
         assert_eq!(&bytes[..4], &6u32.to_le_bytes());
     }
 }
+
+/// `rulebench-ebpf profile < ProfilePlan JSON`: sample every CPU while the
+/// commands run one after the other, each with its stdin, and attribute
+/// the samples to the commands (and their children) or to the rest of
+/// the system.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ProfilePlan {
+    /// Samples per second and CPU (a software cpu-clock event).
+    pub frequency_hz: u64,
+    pub commands: Vec<ProfileCommand>,
+    /// Kernel functions kept per table, the most sampled first.
+    pub top: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ProfileCommand {
+    pub argv: Vec<String>,
+    pub stdin: String,
+}
+
+/// What the loader prints. A sample is one timer tick on one CPU, charged
+/// to the task it interrupted: the commands' (their cgroup's) tasks, the
+/// idle task (also when it was serving an interrupt or softirq), or any
+/// other task (kworkers, ksoftirqd, RCU threads, the agent).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ProfileReport {
+    pub frequency_hz: u64,
+    pub cpus: u32,
+    /// Guest monotonic time of the commands, summed.
+    pub elapsed_ns: u64,
+    /// Every sample, idle included.
+    pub samples: u64,
+    pub idle: u64,
+    pub command_user: u64,
+    pub command_kernel: u64,
+    pub other_user: u64,
+    pub other_kernel: u64,
+    /// Samples lost because the sample map was full.
+    pub dropped: u64,
+    /// The commands' kernel samples by function (self samples).
+    pub command_functions: Vec<ProfileFunction>,
+    /// Other tasks' kernel samples by function.
+    pub other_functions: Vec<ProfileFunction>,
+    /// Other tasks by name (`/proc/PID/comm` at the end; `?` once gone).
+    pub other_tasks: Vec<ProfileTask>,
+    pub commands: Vec<ProfileOutcome>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProfileFunction {
+    pub name: String,
+    /// The module the function is in; empty for the kernel image.
+    pub module: String,
+    pub samples: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProfileTask {
+    pub name: String,
+    pub samples: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProfileOutcome {
+    pub exit_code: Option<i32>,
+    pub elapsed_ns: u64,
+    /// The end of the command's stderr (it names a failure's cause).
+    pub stderr: String,
+}
