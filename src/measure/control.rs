@@ -5,7 +5,7 @@
 
 use super::guest::{self, KernelMemory};
 use super::{Recorder, Setting};
-use crate::steps::{run_steps, total_ns};
+use crate::steps::{run_steps, total_times, StepTimes};
 use crate::tech::{self, Tech, UpdateMode};
 use crate::vm::Vm;
 use crate::workload::{Endpoint, Rule, Services, UpdateOp, Workload};
@@ -53,19 +53,51 @@ fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
 
+/// A control-plane time and, where the catalogue has one, its user / sys
+/// split ([`figures::split_of`](super::figures::split_of)), all with the
+/// same labels. Kernel work inside the commands' system calls is sys time
+/// (nfnetlink processes a batch in the sender's `sendmsg`); work deferred
+/// to kworkers or RCU callbacks is in neither user nor sys.
+fn record_times(
+    rec: &mut Recorder,
+    figure: &super::figures::Figure,
+    setting: &Setting,
+    (r, position, mode): (u32, &str, Option<UpdateMode>),
+    times: StepTimes,
+) {
+    let mut push = |figure: &super::figures::Figure, ns: u64| match mode {
+        Some(mode) => rec.push_update(figure, setting, r, position, mode, ms(ns)),
+        None => rec.push(figure, setting, r, position, ms(ns)),
+    };
+    push(figure, times.elapsed_ns);
+    if let Some(split) = super::figures::split_of(figure.id) {
+        push(&split.user, times.user_ns);
+        push(&split.sys, times.sys_ns);
+    }
+}
+
 /// Reset, then push the full workload; returns (guest ns, kernel memory delta).
 pub fn full_load(vm: &mut Vm, tech: Tech, workload: &Workload) -> Result<(u64, KernelMemory)> {
+    full_load_times(vm, tech, workload).map(|(t, mem)| (t.elapsed_ns, mem))
+}
+
+/// [`full_load`] with the user / sys split of the load's steps.
+pub fn full_load_times(
+    vm: &mut Vm,
+    tech: Tech,
+    workload: &Workload,
+) -> Result<(StepTimes, KernelMemory)> {
     guest::reset(vm).context("resetting the guest before a full load")?;
     let before = guest::settled_kernel_memory(vm).context("reading /proc/meminfo")?;
     let steps = tech::render_workload(tech, workload)?;
-    let ns = total_ns(&run_steps(vm, tech, &steps)?);
+    let times = total_times(&run_steps(vm, tech, &steps)?);
     let after = guest::kernel_memory(vm).context("reading /proc/meminfo")?;
     let delta = KernelMemory {
         slab_kib: after.slab_kib - before.slab_kib,
         vmalloc_kib: after.vmalloc_kib - before.vmalloc_kib,
         percpu_kib: after.percpu_kib - before.percpu_kib,
     };
-    Ok((ns, delta))
+    Ok((times, delta))
 }
 
 /// One untimed load first: the first load after a reset pays module
@@ -89,13 +121,13 @@ fn full_loads(
     vm: &mut Vm,
     setting: &Setting,
     workload: &Workload,
-    mut record: impl FnMut(u32, u64, &KernelMemory),
+    mut record: impl FnMut(u32, StepTimes, &KernelMemory),
 ) -> Result<()> {
     let budget_ns = setting.full_load_budget_ms.saturating_mul(1_000_000);
     repeat_within_budget(setting.repeats, budget_ns, |r| {
-        let (ns, mem) = full_load(vm, setting.tech, workload)?;
-        record(r, ns, &mem);
-        Ok(ns)
+        let (times, mem) = full_load_times(vm, setting.tech, workload)?;
+        record(r, times, &mem);
+        Ok(times.elapsed_ns)
     })
 }
 
@@ -130,6 +162,17 @@ pub fn update_in(
     op: &UpdateOp,
     mode: UpdateMode,
 ) -> Result<u64> {
+    update_times(vm, tech, model, op, mode).map(|t| t.elapsed_ns)
+}
+
+/// [`update_in`] with the user / sys split of its steps.
+pub fn update_times(
+    vm: &mut Vm,
+    tech: Tech,
+    model: &mut Workload,
+    op: &UpdateOp,
+    mode: UpdateMode,
+) -> Result<StepTimes> {
     let steps = match (mode, &*model) {
         (UpdateMode::KubeProxy, Workload::Services(s)) => {
             tech::render_services_update_in(mode, tech, s, op)
@@ -137,9 +180,9 @@ pub fn update_in(
         _ => tech::render_update(tech, model, op),
     }
     .with_context(|| format!("{} ({mode})", op.describe()))?;
-    let ns = total_ns(&run_steps(vm, tech, &steps)?);
+    let times = total_times(&run_steps(vm, tech, &steps)?);
     model.apply(op).with_context(|| op.describe())?;
-    Ok(ns)
+    Ok(times)
 }
 
 /// The backend window after `backends`, so a change really changes the
@@ -173,8 +216,8 @@ pub fn services(
         services: services.services.iter().take(100).cloned().collect(),
     };
     warm_up(vm, tech, &Workload::Services(small))?;
-    full_loads(vm, setting, &workload, |r, ns, mem| {
-        rec.push(&SVC_FULL_LOAD, setting, r, "", ms(ns));
+    full_loads(vm, setting, &workload, |r, times, mem| {
+        record_times(rec, &SVC_FULL_LOAD, setting, (r, "", None), times);
         rec.push(&SVC_MEMORY, setting, r, "", mem.total_kib() as f64);
     })?;
     let mut model = workload;
@@ -204,8 +247,9 @@ fn service_updates(
         if current.services.is_empty() {
             // Nothing to delete or change at N = 0: add one and take it away.
             let extra = setting.extra_service(0);
-            let ns = update_in(vm, tech, model, &UpdateOp::AddService(extra.clone()), mode)?;
-            rec.push_update(&SVC_ADD, setting, r, "last", mode, ms(ns));
+            let add = UpdateOp::AddService(extra.clone());
+            let times = update_times(vm, tech, model, &add, mode)?;
+            record_times(rec, &SVC_ADD, setting, (r, "last", Some(mode)), times);
             update_in(
                 vm,
                 tech,
@@ -223,8 +267,14 @@ fn service_updates(
             name: target.name.clone(),
             backends: shifted_backends(&target.backends),
         };
-        let ns = update_in(vm, tech, model, &change, mode)?;
-        rec.push_update(&SVC_CHANGE, setting, r, pos.name(), mode, ms(ns));
+        let times = update_times(vm, tech, model, &change, mode)?;
+        record_times(
+            rec,
+            &SVC_CHANGE,
+            setting,
+            (r, pos.name(), Some(mode)),
+            times,
+        );
         let Workload::Services(current) = &*model else {
             unreachable!()
         };
@@ -232,12 +282,18 @@ fn service_updates(
         let delete = UpdateOp::DeleteService {
             name: target.name.clone(),
         };
-        let ns = update_in(vm, tech, model, &delete, mode)?;
-        rec.push_update(&SVC_DELETE, setting, r, pos.name(), mode, ms(ns));
+        let times = update_times(vm, tech, model, &delete, mode)?;
+        record_times(
+            rec,
+            &SVC_DELETE,
+            setting,
+            (r, pos.name(), Some(mode)),
+            times,
+        );
         // Re-adding appends: a new service always goes after the others,
         // as kube-proxy's layouts do.
-        let ns = update_in(vm, tech, model, &UpdateOp::AddService(target), mode)?;
-        rec.push_update(&SVC_ADD, setting, r, "last", mode, ms(ns));
+        let times = update_times(vm, tech, model, &UpdateOp::AddService(target), mode)?;
+        record_times(rec, &SVC_ADD, setting, (r, "last", Some(mode)), times);
     }
     Ok(())
 }
@@ -255,8 +311,8 @@ pub fn firewall(
     use super::figures::*;
     let tech = setting.tech;
     warm_up(vm, tech, small)?;
-    full_loads(vm, setting, workload, |r, ns, mem| {
-        rec.push(&FW_FULL_LOAD, setting, r, "", ms(ns));
+    full_loads(vm, setting, workload, |r, times, mem| {
+        record_times(rec, &FW_FULL_LOAD, setting, (r, "", None), times);
         rec.push(&FW_MEMORY, setting, r, "", mem.total_kib() as f64);
     })?;
     let mut model = workload.clone();
@@ -268,31 +324,27 @@ pub fn firewall(
         } else {
             pos.index(setting.n as usize + 1)
         };
-        let ns = update(
-            vm,
-            tech,
-            &mut model,
-            &UpdateOp::InsertRule {
-                index,
-                rule: extra_rule,
-            },
-        )?;
-        rec.push_update(
+        let primitive = UpdateMode::Primitive;
+        let insert = UpdateOp::InsertRule {
+            index,
+            rule: extra_rule,
+        };
+        let times = update_times(vm, tech, &mut model, &insert, primitive)?;
+        record_times(
+            rec,
             &FW_ADD,
             setting,
-            r,
-            pos.name(),
-            UpdateMode::Primitive,
-            ms(ns),
+            (r, pos.name(), Some(primitive)),
+            times,
         );
-        let ns = update(vm, tech, &mut model, &UpdateOp::DeleteRule { index })?;
-        rec.push_update(
+        let delete = UpdateOp::DeleteRule { index };
+        let times = update_times(vm, tech, &mut model, &delete, primitive)?;
+        record_times(
+            rec,
             &FW_DELETE,
             setting,
-            r,
-            pos.name(),
-            UpdateMode::Primitive,
-            ms(ns),
+            (r, pos.name(), Some(primitive)),
+            times,
         );
     }
     Ok(model)
