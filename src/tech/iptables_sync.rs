@@ -75,7 +75,6 @@ pub fn nat_sync(before: &Services, after: &Services, op: &UpdateOp) -> String {
     chains + &rules + "COMMIT\n"
 }
 
-
 /// The service chains `before` had for the changed service that `after`
 /// no longer has: what kube-proxy finds in its `iptables-save`.
 fn stale_chains(before: &Services, after: &Services, changed: Option<&str>) -> Vec<String> {

@@ -133,7 +133,6 @@ fn real_server_changes(old: Option<&Service>, new: Option<&Service>) -> String {
     out
 }
 
-
 fn vip_arg(svc: &Service) -> String {
     format!("{}/32", svc.vip)
 }

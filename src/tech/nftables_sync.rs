@@ -62,7 +62,6 @@ fn owned(svc: &Service) -> (Vec<String>, Vec<String>) {
     (chains, sets)
 }
 
-
 /// The two transactions of one partial sync from `before` to `after`:
 /// the sync itself, and the later deletion of the chains it left stale
 /// (empty when there are none).
