@@ -191,6 +191,11 @@ pub fn lock(spec: &ImageSpec, quiet: bool) -> Result<LockFile> {
     for (pkg, path) in &candidates {
         deb::extract(path, staging.path())?;
         for p in deb::contents(path)? {
+            // Kept paths are spelled as after the merge (`usr/lib/…`).
+            let p = match spec.merged_usr {
+                true => rootfs::merged_spelling(&p).unwrap_or(p),
+                false => p,
+            };
             owners.entry(p).or_insert_with(|| pkg.name.clone());
         }
     }
@@ -231,6 +236,9 @@ fn programs_of(spec: &ImageSpec, debs: &[(&str, &Path)]) -> Result<Vec<String>> 
 /// Root-relative paths to keep, from an extracted staging tree: the spec's
 /// includes, `programs` (of `package_binaries`) and the kernel modules.
 fn select(spec: &ImageSpec, staging: &Path, programs: &[String]) -> Result<BTreeSet<PathBuf>> {
+    if spec.merged_usr {
+        rootfs::merge_usr(staging).context("merging /usr in the staging tree")?;
+    }
     let mut sel = rootfs::Selection::new(staging);
     for path in spec.include.iter().chain(programs) {
         sel.include(path)
@@ -548,9 +556,11 @@ pub fn build(lock: &LockFile, quiet: bool) -> Result<BuiltImage> {
         copy_into(staging.path(), root.path(), rel)?;
     }
     // Newer kernels ship modules under /usr/lib; the bullseye userland's kmod
-    // looks in /lib/modules.
+    // looks in /lib/modules. A merged /usr has both through the `lib` link.
     let merged = root.path().join("usr/lib/modules");
-    if merged.is_dir() {
+    if spec.merged_usr {
+        rootfs::merge_usr(root.path()).context("merging /usr in the image")?;
+    } else if merged.is_dir() {
         std::fs::create_dir_all(root.path().join("lib"))?;
         std::fs::rename(&merged, root.path().join("lib/modules"))
             .context("moving kernel modules to /lib/modules")?;

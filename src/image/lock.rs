@@ -45,6 +45,12 @@ pub struct ImageSpec {
     /// Extra symlinks (path -> target), e.g. what Debian's alternatives would set.
     #[serde(default)]
     pub symlinks: BTreeMap<String, String>,
+    /// The suite's packages ship everything under /usr (trixie on): the
+    /// image gets /bin, /sbin, /lib and /lib64 as symlinks into /usr, as an
+    /// installed system has them from base-files, so `/bin/sh`, `/sbin/…`
+    /// and the ELF interpreter `/lib64/ld-linux-x86-64.so.2` resolve.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub merged_usr: bool,
     /// Packages whose every program is kept: all their files directly in
     /// /bin, /sbin, /usr/bin and /usr/sbin (tools images: coreutils,
     /// util-linux, procps … without listing each binary). The packages are
@@ -167,6 +173,7 @@ mod tests {
                 package_binaries: vec![],
                 exclude_programs: vec![],
                 symlinks: BTreeMap::new(),
+                merged_usr: false,
                 busybox_applets: vec!["sh".into()],
                 modules: vec!["nf_tables".into()],
                 early_modules: vec!["virtio_console".into()],
@@ -194,6 +201,7 @@ mod tests {
         // Existing locks must keep their text, hence their cache keys.
         let text = sample().to_toml();
         assert!(!text.contains("package_binaries"), "{text}");
+        assert!(!text.contains("merged_usr"), "{text}");
         let mut tools = sample();
         tools.image.package_binaries = vec!["coreutils".into()];
         let back = LockFile::parse(&tools.to_toml(), "mem").unwrap();

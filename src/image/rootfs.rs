@@ -56,6 +56,79 @@ fn resolve_link(link: &Path, target: &str) -> Option<PathBuf> {
     Some(out)
 }
 
+/// Top-level directories that are symlinks into /usr on a merged-/usr system.
+pub const MERGED_DIRS: &[&str] = &["bin", "sbin", "lib", "lib64"];
+
+/// Make `root` a merged-/usr tree: whatever a package still put in `/bin`,
+/// `/sbin`, `/lib` or `/lib64` moves under `/usr`, and those four become
+/// relative symlinks (`bin -> usr/bin`), as base-files lays them out. Done
+/// on the staging tree (so kept paths have one spelling) and on the
+/// finished root (so the links exist even where nothing was kept below).
+pub fn merge_usr(root: &Path) -> Result<(), RootfsError> {
+    for dir in MERGED_DIRS {
+        let top = root.join(dir);
+        let usr = root.join("usr").join(dir);
+        std::fs::create_dir_all(&usr).map_err(io_err(&usr))?;
+        match std::fs::symlink_metadata(&top) {
+            Ok(meta) if meta.file_type().is_symlink() => continue,
+            Ok(_) => {
+                move_merging(&top, &usr)?;
+                std::fs::remove_dir(&top).map_err(io_err(&top))?;
+            }
+            Err(_) => {}
+        }
+        let target = format!("usr/{dir}");
+        std::os::unix::fs::symlink(&target, &top).map_err(io_err(&top))?;
+    }
+    Ok(())
+}
+
+/// Where `merge_usr` puts a root-relative path a package ships below one of
+/// the merged directories (`lib/x` → `usr/lib/x`); `None` for other paths.
+pub fn merged_spelling(path: &str) -> Option<String> {
+    let top = path.split('/').next()?;
+    (MERGED_DIRS.contains(&top) && path.len() > top.len()).then(|| format!("usr/{path}"))
+}
+
+/// Move the entries of directory `from` into `to`, merging subdirectories
+/// that exist on both sides (`from` is left empty).
+fn move_merging(from: &Path, to: &Path) -> Result<(), RootfsError> {
+    for entry in std::fs::read_dir(from).map_err(io_err(from))?.flatten() {
+        let src = entry.path();
+        let dst = to.join(entry.file_name());
+        let src_is_dir = entry.file_type().map_err(io_err(&src))?.is_dir();
+        let dst_is_dir = std::fs::symlink_metadata(&dst).is_ok_and(|m| m.is_dir());
+        if src_is_dir && dst_is_dir {
+            move_merging(&src, &dst)?;
+            std::fs::remove_dir(&src).map_err(io_err(&src))?;
+        } else {
+            std::fs::rename(&src, &dst).map_err(io_err(&src))?;
+        }
+    }
+    Ok(())
+}
+
+/// The longest proper prefix of `rel` that is a symlink in `staging`, and
+/// `rel` spelled through that link's target instead.
+fn through_linked_parent(staging: &Path, rel: &Path) -> Option<(PathBuf, PathBuf)> {
+    let mut prefix = PathBuf::new();
+    let mut components = rel.components();
+    // The last component stays as it is: a symlink there is kept as a link.
+    components.next_back();
+    for c in components {
+        prefix.push(c);
+        let full = staging.join(&prefix);
+        let is_link = std::fs::symlink_metadata(&full).is_ok_and(|m| m.file_type().is_symlink());
+        if is_link {
+            let target = std::fs::read_link(&full).ok()?;
+            let resolved = resolve_link(&prefix, &target.to_string_lossy())?;
+            let rest = rel.strip_prefix(&prefix).ok()?;
+            return Some((prefix, resolved.join(rest)));
+        }
+    }
+    None
+}
+
 /// Walks the staging tree and collects the closure of kept paths
 /// (root-relative, without leading slash).
 pub struct Selection<'a> {
@@ -84,10 +157,17 @@ impl<'a> Selection<'a> {
 
     fn drain(&mut self) -> Result<(), RootfsError> {
         while let Some(rel) = self.queue.pop_front() {
+            // A path through a linked directory (`bin/dash` with `bin ->
+            // usr/bin`) is kept as the link plus the path it names: copied
+            // as spelled, it would turn the link into a real directory.
+            if let Some((link, real)) = through_linked_parent(self.staging, &rel) {
+                self.kept.insert(link);
+                self.queue.push_back(real);
+                continue;
+            }
             if !self.kept.insert(rel.clone()) {
                 continue;
             }
-            // Parent directories may themselves be symlinks (e.g. /lib64).
             let full = self.staging.join(&rel);
             let meta = std::fs::symlink_metadata(&full).map_err(io_err(&full))?;
             if meta.file_type().is_symlink() {
@@ -140,13 +220,15 @@ pub fn module_name(file_stem: &str) -> String {
 }
 
 /// Where a kernel package keeps its modules: `lib/modules/REL` up to
-/// bookworm, `usr/lib/modules/REL` from trixie on (merged /usr).
+/// bookworm, `usr/lib/modules/REL` from trixie on (merged /usr). The /usr
+/// spelling is tried first: in a merged tree `lib/modules` exists too, but
+/// only through the `lib` link.
 pub fn modules_base(staging: &Path, release: &str) -> PathBuf {
-    let classic = PathBuf::from("lib/modules").join(release);
-    if staging.join(&classic).is_dir() {
-        classic
+    let merged = PathBuf::from("usr/lib/modules").join(release);
+    if staging.join(&merged).is_dir() {
+        merged
     } else {
-        PathBuf::from("usr/lib/modules").join(release)
+        PathBuf::from("lib/modules").join(release)
     }
 }
 
@@ -382,6 +464,57 @@ mod tests {
             builtin_modules("kernel/drivers/tty/serial/8250/8250.ko\nkernel/net/ipv4/nf-x.ko\n");
         assert!(set.contains("8250"));
         assert!(set.contains("nf_x"));
+    }
+
+    #[test]
+    fn merged_usr_moves_top_level_dirs_under_usr_and_links_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("lib/x86_64-linux-gnu")).unwrap();
+        std::fs::write(root.join("lib/x86_64-linux-gnu/old.so"), b"o").unwrap();
+        std::fs::create_dir_all(root.join("usr/lib/x86_64-linux-gnu")).unwrap();
+        std::fs::write(root.join("usr/lib/x86_64-linux-gnu/new.so"), b"n").unwrap();
+        std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+        std::fs::write(root.join("usr/bin/dash"), b"d").unwrap();
+        merge_usr(root).unwrap();
+        for d in MERGED_DIRS {
+            assert_eq!(
+                std::fs::read_link(root.join(d)).unwrap(),
+                PathBuf::from(format!("usr/{d}"))
+            );
+        }
+        assert!(root.join("usr/lib/x86_64-linux-gnu/old.so").is_file());
+        assert!(root.join("usr/lib/x86_64-linux-gnu/new.so").is_file());
+        assert!(root.join("bin/dash").is_file());
+        // A second pass (the finished root) changes nothing.
+        merge_usr(root).unwrap();
+        assert!(root.join("lib/x86_64-linux-gnu/old.so").is_file());
+        assert_eq!(
+            merged_spelling("lib/x/y.so").as_deref(),
+            Some("usr/lib/x/y.so")
+        );
+        assert_eq!(
+            merged_spelling("lib64/ld.so").as_deref(),
+            Some("usr/lib64/ld.so")
+        );
+        assert_eq!(merged_spelling("libexec/x"), None);
+        assert_eq!(merged_spelling("lib"), None);
+        assert_eq!(merged_spelling("usr/bin/dash"), None);
+    }
+
+    #[test]
+    fn selection_keeps_linked_parents_as_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+        std::fs::write(root.join("usr/bin/dash"), b"#!x\n").unwrap();
+        std::fs::write(root.join("usr/bin/other"), b"#!x\n").unwrap();
+        merge_usr(root).unwrap();
+        let mut sel = Selection::new(root);
+        sel.include("/bin/dash").unwrap();
+        let kept: Vec<_> = sel.kept.iter().map(|p| p.display().to_string()).collect();
+        // The link and the file, not a real bin/ directory nor all of usr/bin.
+        assert_eq!(kept, vec!["bin", "usr/bin/dash"]);
     }
 
     #[test]
