@@ -362,6 +362,7 @@ mod tests {
             samples,
             notes: vec![],
             hooks: vec![],
+            profiles: vec![],
         }
     }
 

@@ -23,6 +23,64 @@ pub struct Results {
     /// hook) of the hook-time phases (absent in files written before).
     #[serde(default)]
     pub hooks: Vec<HookRow>,
+    /// Where a control-plane command's time went, sampled in the guest
+    /// kernel (`bench --profile`; absent in files written before).
+    #[serde(default)]
+    pub profiles: Vec<ProfileRow>,
+}
+
+/// One profiled control-plane operation (a full load or one update) at
+/// one (family, technology, N): timer samples on every guest CPU while
+/// its commands ran, split by who was interrupted, and the kernel
+/// functions the commands were in. A sample is one tick of one CPU: the
+/// shares are of CPU time, the counts are not times.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileRow {
+    pub family: String,
+    pub tech: String,
+    pub n: u64,
+    /// The control-plane figure the operation belongs to
+    /// (`services.full-load`, `services.add-one`, …).
+    pub figure: String,
+    /// primitive / kube-proxy for updates, empty for full loads.
+    #[serde(default)]
+    pub update_mode: String,
+    /// Guest time of the profiled commands.
+    pub elapsed_ns: u64,
+    pub frequency_hz: u64,
+    pub cpus: u32,
+    pub samples: u64,
+    pub idle: u64,
+    pub command_user: u64,
+    pub command_kernel: u64,
+    pub other_user: u64,
+    pub other_kernel: u64,
+    /// Samples lost to a full sample map.
+    pub dropped: u64,
+    /// The commands' kernel samples by function, most first.
+    pub command_functions: Vec<ProfiledFunction>,
+    /// Other tasks' (kworkers, RCU, softirq threads) kernel samples.
+    pub other_functions: Vec<ProfiledFunction>,
+    /// Other tasks by name, most samples first.
+    pub other_tasks: Vec<ProfiledFunction>,
+}
+
+/// A kernel function (or, in `other_tasks`, a task name) and its samples.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfiledFunction {
+    pub name: String,
+    /// The module it lives in; empty for the kernel image and for tasks.
+    #[serde(default)]
+    pub module: String,
+    pub samples: u64,
+}
+
+impl ProfileRow {
+    /// Share of the commands' own samples spent in the kernel.
+    pub fn command_kernel_share(&self) -> Option<f64> {
+        let own = self.command_user + self.command_kernel;
+        (own > 0).then(|| self.command_kernel as f64 / own as f64)
+    }
 }
 
 /// One traced kernel function at one netfilter hook, in one hook-time
@@ -178,7 +236,8 @@ impl SeriesKey {
 /// the technology, with " (kube-proxy)" for kube-proxy-mode updates
 /// (primitive and mode-less samples keep the bare name).
 pub fn tech_label(tech: &str, update_mode: &str) -> String {
-    if update_mode == "kube-proxy" {
+    // Idempotent: the report labels its samples' tech once already.
+    if update_mode == "kube-proxy" && !tech.ends_with(" (kube-proxy)") {
         format!("{tech} (kube-proxy)")
     } else {
         tech.to_string()
@@ -287,7 +346,7 @@ fn csv_field(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub fn small() -> Results {
@@ -324,6 +383,7 @@ mod tests {
             ],
             notes: vec![],
             hooks: vec![],
+            profiles: vec![],
         }
     }
 

@@ -178,6 +178,7 @@ pub fn run_image(
             LaneMsg::Done { lane, job, outcome } => {
                 rec.samples.extend(outcome.recorded.samples);
                 rec.hooks.extend(outcome.recorded.hooks);
+                rec.profiles.extend(outcome.recorded.profiles);
                 notes.extend(outcome.failure.clone());
                 meta.jobs
                     .push(job_time(&job, outcome.seconds, outcome.failure.is_some()));
@@ -214,6 +215,7 @@ pub fn run_image(
                 samples: rec.samples.clone(),
                 notes: notes.clone(),
                 hooks: rec.hooks.clone(),
+                profiles: rec.profiles.clone(),
             },
         )
     })?;
@@ -227,6 +229,7 @@ pub fn run_image(
         samples: rec.samples,
         notes,
         hooks: rec.hooks,
+        profiles: rec.profiles,
     };
     write_results(out, &results)?;
     crate::report::write(&results, out).context("writing the report")?;

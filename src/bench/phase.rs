@@ -41,11 +41,14 @@ pub enum PhaseName {
     Data,
     /// Hook time and pktgen rate, alone on the host.
     Evidence,
+    /// A kernel sampling profile of the full load and of adding one
+    /// (`--profile`).
+    Profile,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PhaseError {
-    #[error("unknown phase {0:?} (control, data or evidence)")]
+    #[error("unknown phase {0:?} (control, data, evidence or profile)")]
     Unknown(String),
     #[error("no phase chosen (control, data or evidence)")]
     None,
@@ -62,6 +65,7 @@ impl FromStr for PhaseName {
             "control" => Ok(PhaseName::Control),
             "data" => Ok(PhaseName::Data),
             "evidence" => Ok(PhaseName::Evidence),
+            "profile" => Ok(PhaseName::Profile),
             other => Err(PhaseError::Unknown(other.to_string())),
         }
     }
@@ -80,6 +84,9 @@ pub fn select(names: &[PhaseName], data: DataConfig) -> Result<Vec<Box<dyn Phase
     }
     if has(PhaseName::Evidence) {
         out.push(Box::new(Evidence));
+    }
+    if has(PhaseName::Profile) {
+        out.push(Box::new(Profile));
     }
     if out.is_empty() {
         return Err(PhaseError::None);
@@ -210,6 +217,35 @@ impl Phase for Evidence {
     }
 }
 
+/// One more full load and one add per update mode, each under the
+/// guest's kernel sampler (`measure::profile`), after the timed figures:
+/// the profile explains them without perturbing them.
+pub struct Profile;
+
+impl Phase for Profile {
+    /// A reset plus a full load and an add or two: about a third of the
+    /// control plane's growing part.
+    fn weight(&self, job: &Job) -> u64 {
+        10 + slowness(job) * job.setting.n / 300
+    }
+
+    fn run(&self, vm: &mut Vm, job: &Job, rec: &mut Recorder) -> anyhow::Result<()> {
+        let n = job.setting.n as usize;
+        match job.family {
+            Family::Services => measure::profile::services(vm, &job.setting, rec),
+            Family::Firewall => {
+                let firewall = Workload::Firewall(measure::firewall_workload(n, false));
+                let extra = measure::extra_firewall_rule(n);
+                measure::profile::firewall(vm, &job.setting, &firewall, extra, rec)
+            }
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "profile"
+    }
+}
+
 /// The phases of `make bench`.
 pub fn standard(data: DataConfig) -> Vec<Box<dyn Phase>> {
     vec![Box::new(ControlAndDataPlane { data }), Box::new(Evidence)]
@@ -312,13 +348,17 @@ mod tests {
             names(&standard(DataConfig::default())),
             ["control", "data", "evidence"]
         );
+        assert_eq!(
+            pick(&["profile", "control"]).unwrap(),
+            ["control", "profile"]
+        );
         assert!(pick(&["data"])
             .unwrap_err()
             .contains("needs the control phase"));
         assert!(pick(&[]).unwrap_err().contains("no phase"));
         assert_eq!(
             pick(&["routing"]).unwrap_err(),
-            "unknown phase \"routing\" (control, data or evidence)"
+            "unknown phase \"routing\" (control, data, evidence or profile)"
         );
     }
 

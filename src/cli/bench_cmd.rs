@@ -26,9 +26,16 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     images: Vec<String>,
     /// Job phases to run: control (full load, updates), data (connection
-    /// rate, bandwidth; needs control), evidence (hook time, pktgen rate).
+    /// rate, bandwidth; needs control), evidence (hook time, pktgen rate),
+    /// profile (as --profile).
     #[arg(long, value_delimiter = ',', default_value = "control,data,evidence")]
     phases: Vec<String>,
+    /// Also profile each job's control plane in the guest kernel: one more
+    /// full load and one add per update mode under a sampling profiler,
+    /// reduced to the kernel functions they spent their time in
+    /// (results.json `profiles`, the report's control-plane section).
+    #[arg(long)]
+    profile: bool,
     /// Minutes a job may take: a job whose time, projected from the same
     /// technology's smaller jobs of this run (two sizes at least), exceeds
     /// it is skipped and recorded as skipped, with the fit.
@@ -110,11 +117,14 @@ fn plan(args: BenchArgs) -> Result<BenchPlan> {
         iperf_seconds: args.iperf_seconds,
         ..DataConfig::default()
     };
-    let phase_names = args
+    let mut phase_names = args
         .phases
         .iter()
         .map(|p| p.parse::<PhaseName>())
         .collect::<Result<Vec<_>, _>>()?;
+    if args.profile {
+        phase_names.push(PhaseName::Profile);
+    }
     if args.job_budget.is_nan() || args.job_budget <= 0.0 {
         bail!("--job-budget must be a positive number of minutes");
     }
@@ -252,6 +262,8 @@ mod tests {
         assert_eq!(phase::names(&p.phases), ["control"]);
         assert_eq!(p.job_budget_minutes, Some(2.0));
         assert_eq!(plan_of(&["--image", "a"]).unwrap().images, ["a"]);
+        let profiled = plan_of(&["--phases", "control", "--profile"]).unwrap();
+        assert_eq!(phase::names(&profiled.phases), ["control", "profile"]);
         let twice = plan_of(&["--images", "a,b,a"]).err().unwrap();
         assert!(twice.to_string().contains("given twice"), "{twice}");
         assert!(plan_of(&["--phases", "data"]).is_err());

@@ -11,6 +11,7 @@ pub mod figures;
 pub mod guest;
 pub mod hook;
 pub mod pktgen;
+pub mod profile;
 pub mod stats;
 
 use crate::results::Sample;
@@ -63,6 +64,8 @@ pub struct Recorder {
     pub samples: Vec<Sample>,
     /// The hook-time breakdown ([`evidence`]), written beside the samples.
     pub hooks: Vec<crate::results::HookRow>,
+    /// Control-plane profiles ([`profile`]), written beside the samples.
+    pub profiles: Vec<crate::results::ProfileRow>,
 }
 
 impl Recorder {

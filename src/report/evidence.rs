@@ -327,6 +327,7 @@ mod tests {
             samples,
             notes: vec![],
             hooks: vec![],
+            profiles: vec![],
         };
         let linear = slope_line(&results, "linear", 1000).unwrap();
         assert!(linear.starts_with("9.20 ns/rule"), "{linear}");

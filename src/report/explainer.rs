@@ -8,6 +8,9 @@ use crate::results::Results;
 struct Claim {
     text: &'static str,
     evidence: &'static [&'static str],
+    /// Control-plane figures whose cause this run measured (user / sys
+    /// split, kernel profile): quoted under the claim.
+    causes: &'static [&'static str],
 }
 
 struct Section {
@@ -24,18 +27,22 @@ const SECTIONS: &[Section] = &[
             Claim {
                 text: "Rules live in tables (nat, filter) hooked into PREROUTING / FORWARD / OUTPUT. kube-proxy's KUBE-SERVICES chain holds one rule per service and is walked top to bottom: a new connection's first packet is compared against every rule before its own, and a miss against all of them. Expect the hook time to grow with the service's position (a per-rule slope above 0), the new-flow packet rate to fall, and — much less visibly under TCG — connect latency to grow.",
                 evidence: &["services.hook-slope", "services.hook-ns.last", "services.pktgen-pps.last", "services.connect-p50", "services.crr-rate"],
+                causes: &[],
             },
             Claim {
                 text: "conntrack remembers the NAT decision, so the packets after the first skip the nat table: one long iperf3 stream barely sees N.",
                 evidence: &["services.iperf-tcp"],
+                causes: &[],
             },
             Claim {
                 text: "The table is one blob: iptables-restore rewrites and the kernel replaces the whole table for any change, so adding one service costs time proportional to N.",
                 evidence: &["services.add-one", "services.full-load"],
+                causes: &["services.add-one", "services.full-load"],
             },
             Claim {
                 text: "As a firewall with the matching rule after N others, every new connection walks all N; with NOTRACK every packet does, which is where bandwidth collapses.",
                 evidence: &["firewall.hook-ns.match", "firewall.hook-ns.match-overlap", "firewall.pktgen-pps", "firewall.crr-rate.conntrack", "firewall.iperf-tcp.notrack"],
+                causes: &[],
             },
         ],
     },
@@ -46,10 +53,12 @@ const SECTIONS: &[Section] = &[
             Claim {
                 text: "Same rules, translated to nf_tables rules in linear chains (no sets or maps), so the per-packet walk is still linear in N.",
                 evidence: &["services.hook-slope", "services.connect-p50", "firewall.crr-rate.conntrack"],
+                causes: &[],
             },
             Claim {
                 text: "Changes go through nf_tables transactions instead of a whole-table replace, but iptables-nft-restore still reads and compares the existing ruleset, so loads are slow.",
                 evidence: &["services.full-load", "services.add-one"],
+                causes: &["services.full-load", "services.add-one"],
             },
         ],
     },
@@ -60,18 +69,22 @@ const SECTIONS: &[Section] = &[
             Claim {
                 text: "One rule looks the destination up in a verdict map (`ip daddr . meta l4proto . th dport vmap @service-ips`): a hash lookup whatever N, so connect latency and connection rate should stay roughly flat.",
                 evidence: &["services.hook-ns.last", "services.pktgen-pps.last", "services.connect-p50", "services.crr-rate"],
+                causes: &[],
             },
             Claim {
-                text: "Adding a service is a small transaction (a map element and its chains), independent of N, in the kernel's design. Not on this image's pinned stack (kernel 5.10, nft 0.9.8): every `nft` run first reads the whole ruleset into its cache, and committing a transaction costs kernel time that grows with the number of verdict maps in the table — kube-proxy's layout has one anonymous `numgen … vmap` per service. Measured outside the bench at N = 3k: a full load took 79 s, 58 s of it kernel time; the same ruleset with each per-service vmap replaced by `numgen` rules loaded in 29 s with 6 s of kernel time. kube-proxy's nftables mode is documented for kernels ≥ 5.13. Expect add-one and full load to grow with N here.",
+                text: "Adding a service is a small transaction (a map element and its chains), independent of N, in the kernel's design. Two things break that, and the split below says which one this image pays: nft before 1.0.1 reads the whole ruleset into its cache on every `nft -f` (user time that grows with N; kube-proxy's nftables mode requires nft ≥ 1.0.1 and by default a kernel ≥ 5.13 for this reason), and the kernel's commit does per-set work that scans the table's sets — naming each anonymous set (`__map%d`) and binding it — while kube-proxy's layout has one anonymous `numgen … vmap` per service, so each new set costs time linear in the sets present and a full load grows quadratically (system time, in nf_tables functions, whatever the nft version). Expect full load to grow faster than linearly on every kernel measured, and add-one to flatten where nft ≥ 1.0.1.",
                 evidence: &["services.add-one", "services.full-load"],
+                causes: &["services.full-load", "services.add-one"],
             },
             Claim {
                 text: "As a firewall the rules become set elements matched by one rule, so N filler rules cost a lookup, not a walk.",
                 evidence: &["firewall.hook-ns.match", "firewall.crr-rate.conntrack", "firewall.iperf-tcp.notrack"],
+                causes: &[],
             },
             Claim {
                 text: "That holds only while consecutive rules share an action. First-match order with alternating actions cannot live in one set (a set has no order), so this renderer starts a new interval set — on 5.10 a concatenated-range (pipapo) lookup — at every change of action: the overlapping fillers become N ordered set lookups per packet, each far dearer than a linear rule's compare. Expect the overlap figure to grow with N faster than nftables-linear's.",
                 evidence: &["firewall.hook-ns.match-overlap", "firewall.pktgen-pps.overlap"],
+                causes: &[],
             },
         ],
     },
@@ -81,6 +94,7 @@ const SECTIONS: &[Section] = &[
         claims: &[Claim {
             text: "nftables does not make linear rule lists fast by itself: one rule per filter rule is walked like iptables.",
             evidence: &["firewall.hook-ns.match", "firewall.hook-ns.match-overlap", "firewall.crr-rate.conntrack", "firewall.iperf-tcp.notrack"],
+            causes: &[],
         }],
     },
     Section {
@@ -90,10 +104,12 @@ const SECTIONS: &[Section] = &[
             Claim {
                 text: "The test of the nftables explanation above: the same table, chains and `service-ips` map, but no anonymous set per service — a single-endpoint service jumps straight to its endpoint chain (as kube-proxy PR #140723 does), a multi-endpoint one picks with one `numgen random mod (B − i) == 0 goto` rule per endpoint (nft 0.9.8 cannot declare a named verdict map keyed by numgen). If the per-anonymous-set work of the commit is where the time goes, full load and add-one grow much less here than with nftables at the same N.",
                 evidence: &["services.full-load", "services.add-one"],
+                causes: &["services.full-load", "services.add-one"],
             },
             Claim {
                 text: "The packet path is the same map lookup plus at most B − 1 more rules in the service chain, so per-packet figures should match nftables'.",
                 evidence: &["services.hook-ns.last", "services.pktgen-pps.last", "services.connect-p50"],
+                causes: &[],
             },
         ],
     },
@@ -104,10 +120,12 @@ const SECTIONS: &[Section] = &[
             Claim {
                 text: "Virtual services live in a kernel hash table keyed by address, port and protocol; a scheduler (rr here) picks the real server. Lookup cost does not depend on N.",
                 evidence: &["services.hook-ns.last", "services.connect-p50", "services.crr-rate"],
+                causes: &[],
             },
             Claim {
                 text: "ipvsadm adds one virtual service with one netlink call: add-one stays flat.",
                 evidence: &["services.add-one"],
+                causes: &["services.add-one"],
             },
         ],
     },
@@ -118,14 +136,17 @@ const SECTIONS: &[Section] = &[
             Claim {
                 text: "Upstream bpf-iptables cannot be built on these machines, so this row is rulebench's own dataplane implementing the published designs. Services: a tc program looks the service up in a BPF hash map and rewrites the packet itself, so per-packet cost is independent of N, and a service change is one map write.",
                 evidence: &["services.hook-ns.last", "services.pktgen-pps.last", "services.connect-p50", "services.add-one"],
+                causes: &[],
             },
             Claim {
                 text: "Firewall: Linear Bit Vector Search (Miano et al., CCR 2019). Five lookups give bit vectors over the rules; the program ANDs only the words where all five can have bits, so N filler rules on other sources cost little per packet. With overlapping fillers (same source, destination and protocol as the flood, other ports) every word survives the first four vectors and the scan runs over all N/64 words: still one AND per 64 rules.",
                 evidence: &["firewall.hook-ns.match", "firewall.hook-ns.match-overlap", "firewall.pktgen-pps", "firewall.crr-rate.conntrack", "firewall.connect-p50.notrack"],
+                causes: &[],
             },
             Claim {
                 text: "The price is on the control plane: the vectors are rules/64 words each and there are about as many vectors as distinct field values, so memory and build time grow with N squared, and every change (one rule too) rebuilds all vectors in a new pipeline that is swapped in atomically.",
                 evidence: &["firewall.full-load", "firewall.add-one"],
+                causes: &["firewall.full-load"],
             },
         ],
     },
@@ -146,6 +167,16 @@ pub fn markdown(results: &Results) -> String {
                     "  - measured: {}\n",
                     growth_line(results, figure, section.tech)
                 );
+            }
+            // Where the time went, for this technology and, where it was
+            // measured, for its kube-proxy-mode updates too.
+            let kube_proxy = format!("{} (kube-proxy)", section.tech);
+            for figure in claim.causes {
+                for label in [section.tech, kube_proxy.as_str()] {
+                    if let Some(line) = super::control_time::cause_line(results, figure, label) {
+                        out += &format!("  - where the time went ({label}): {line}\n");
+                    }
+                }
             }
             // The in-kernel figures are the ones that resolve the claim:
             // their plots sit next to it.

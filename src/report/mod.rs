@@ -2,6 +2,7 @@
 //! file. Everything here is a pure function of the results, so the same
 //! file always gives the same report.
 
+mod control_time;
 mod evidence;
 mod explainer;
 pub mod growth;
@@ -331,6 +332,7 @@ pub fn markdown(results: &Results) -> String {
     }
     out.push('\n');
     out += &evidence::markdown(results);
+    out += &control_time::markdown(results);
     out += &explainer::markdown(results);
     out += "## Figures\n\n";
     for figure in present(results) {
@@ -434,6 +436,7 @@ mod tests {
             samples,
             notes: vec!["firewall ipvs N=0: example note".into()],
             hooks: vec![],
+            profiles: vec![],
         }
     }
 

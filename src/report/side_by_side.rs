@@ -248,6 +248,21 @@ pub fn markdown(runs: &[&Results], failed: &[(String, String)]) -> String {
     for figure in present(runs) {
         out += &figure_section(runs, &figure);
     }
+    for r in runs {
+        let section = super::control_time::markdown(r);
+        if !section.is_empty() {
+            out += &section.replacen(
+                "## Where the control-plane time goes",
+                &format!(
+                    "## Where the control-plane time goes on {} (kernel {}, nft {})",
+                    r.meta.image,
+                    or_dash(&r.meta.kernel),
+                    or_dash(&r.meta.nft_version)
+                ),
+                1,
+            );
+        }
+    }
     out
 }
 
@@ -274,6 +289,10 @@ pub fn svg(runs: &[&Results], figure: &Figure) -> Result<String, String> {
 /// report.md and one `<figure>.svg` per figure into `dir`.
 pub fn write(runs: &[&Results], failed: &[(String, String)], dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // kube-proxy-mode updates are their own rows and lines, as in each
+    // image's own report.
+    let labelled: Vec<Results> = runs.iter().map(|r| super::with_mode_labels(r)).collect();
+    let runs: &[&Results] = &labelled.iter().collect::<Vec<_>>();
     if !runs.is_empty() {
         for figure in present(runs) {
             let text =
@@ -359,6 +378,7 @@ mod tests {
             samples,
             notes: vec![],
             hooks: vec![],
+            profiles: vec![],
         }
     }
 

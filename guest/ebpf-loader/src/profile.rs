@@ -272,7 +272,7 @@ pub fn run(plan: &ProfilePlan) -> Result<()> {
     let mut outcomes = Vec::new();
     for c in &plan.commands {
         let outcome = run_command(&cgroup, &c.argv, &c.stdin)?;
-        let failed = outcome.exit_code != Some(0);
+        let failed = outcome.exit_code != Some(0) && !c.tolerate_failure;
         outcomes.push(outcome);
         // Later commands build on earlier ones (a ruleset, then its
         // update): stop where the host's step runner would.
@@ -337,6 +337,7 @@ mod tests {
             commands: vec![ProfileCommand {
                 argv: vec!["true".into()],
                 stdin: String::new(),
+                tolerate_failure: false,
             }],
             top: 10,
         };

@@ -384,6 +384,10 @@ pub struct ProfilePlan {
 pub struct ProfileCommand {
     pub argv: Vec<String>,
     pub stdin: String,
+    /// A non-zero exit does not stop the plan (the host's step runner
+    /// tolerates the same steps: "already gone" cases of a reset).
+    #[serde(default)]
+    pub tolerate_failure: bool,
 }
 
 /// What the loader prints. A sample is one timer tick on one CPU, charged
