@@ -173,13 +173,8 @@ pub fn update_times(
     op: &UpdateOp,
     mode: UpdateMode,
 ) -> Result<StepTimes> {
-    let steps = match (mode, &*model) {
-        (UpdateMode::KubeProxy, Workload::Services(s)) => {
-            tech::render_services_update_in(mode, tech, s, op)
-        }
-        _ => tech::render_update(tech, model, op),
-    }
-    .with_context(|| format!("{} ({mode})", op.describe()))?;
+    let steps = tech::render_update_in(mode, tech, model, op)
+        .with_context(|| format!("{} ({mode})", op.describe()))?;
     let times = total_times(&run_steps(vm, tech, &steps)?);
     model.apply(op).with_context(|| op.describe())?;
     Ok(times)

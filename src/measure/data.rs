@@ -101,23 +101,13 @@ fn in_client(argv: &[&str]) -> Vec<String> {
 }
 
 pub fn run_load(vm: &mut Vm, plan: &LoadPlan) -> Result<LoadReport> {
-    let r = vm
-        .exec_request(ExecRequest {
-            argv: in_client(&[AGENT, "load"]),
-            stdin: serde_json::to_vec(plan).expect("plan serializes"),
-            timeout_ms: plan.duration_ms + 60_000,
-            env: Vec::new(),
-        })
-        .context("running `rulebench-agent load` in the client namespace")?;
-    if r.exit_code != Some(0) {
-        bail!(
-            "rulebench-agent load exited {:?}: {}",
-            r.exit_code,
-            String::from_utf8_lossy(&r.stderr).trim()
-        );
-    }
-    let report: LoadReport =
-        serde_json::from_slice(&r.stdout).context("parsing the load report")?;
+    let report: LoadReport = super::guest::run_json(
+        vm,
+        "rulebench-agent load (client namespace)",
+        in_client(&[AGENT, "load"]),
+        plan,
+        plan.duration_ms + 60_000,
+    )?;
     // Failures beyond a few percent mean the ruleset is broken, and a
     // rate measured on broken connections is meaningless. One lost
     // connection is tolerated whatever the count: short runs on a loaded

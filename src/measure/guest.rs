@@ -17,6 +17,35 @@ pub const IPERF_PORT: u16 = 5201;
 /// nftables table carrying the NOTRACK variant's raw-priority rule.
 pub const NOTRACK_TABLE: &str = "ip rulebench_notrack";
 
+/// Run a guest tool that reads a JSON plan on stdin and prints a JSON
+/// report (the agent's load tool, `rulebench-ebpf hooktime` / `profile`):
+/// a non-zero exit is an error quoting its stderr; `what` names the tool.
+pub fn run_json<P: serde::Serialize, R: serde::de::DeserializeOwned>(
+    vm: &mut Vm,
+    what: &str,
+    argv: Vec<String>,
+    plan: &P,
+    timeout_ms: u64,
+) -> anyhow::Result<R> {
+    use anyhow::Context;
+    let r = vm
+        .exec_request(rulebench_proto::ExecRequest {
+            argv,
+            stdin: serde_json::to_vec(plan).expect("plans serialize"),
+            timeout_ms,
+            env: Vec::new(),
+        })
+        .with_context(|| format!("running `{what}`"))?;
+    if r.exit_code != Some(0) {
+        anyhow::bail!(
+            "{what} exited {:?}: {}",
+            r.exit_code,
+            String::from_utf8_lossy(&r.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&r.stdout).with_context(|| format!("parsing the report of `{what}`"))
+}
+
 /// Build the namespaces, start identity servers on the backend and spare
 /// ports and one iperf3 server in backend 0.
 pub fn prepare(vm: &mut Vm) -> Result<Topology, VmError> {

@@ -47,23 +47,13 @@ pub fn plan(steps: &[Step]) -> ProfilePlan {
 /// Runs `steps` under the profiler; fails like the step runner when a
 /// step that must succeed did not.
 pub fn run(vm: &mut Vm, tech: Tech, steps: &[Step]) -> Result<ProfileReport> {
-    let r = vm
-        .exec_request(rulebench_proto::ExecRequest {
-            argv: vec![LOADER.into(), "profile".into()],
-            stdin: serde_json::to_vec(&plan(steps)).expect("profile plan serializes"),
-            timeout_ms: TIMEOUT_MS,
-            env: Vec::new(),
-        })
-        .context("running `rulebench-ebpf profile`")?;
-    if r.exit_code != Some(0) {
-        bail!(
-            "rulebench-ebpf profile exited {:?}: {}",
-            r.exit_code,
-            String::from_utf8_lossy(&r.stderr).trim()
-        );
-    }
-    let report: ProfileReport =
-        serde_json::from_slice(&r.stdout).context("parsing the profile report")?;
+    let report: ProfileReport = guest::run_json(
+        vm,
+        "rulebench-ebpf profile",
+        vec![LOADER.into(), "profile".into()],
+        &plan(steps),
+        TIMEOUT_MS,
+    )?;
     check_outcomes(tech, steps, &report)?;
     Ok(report)
 }
@@ -160,13 +150,8 @@ fn update(
 ) -> Result<()> {
     let tech = op.setting.tech;
     let mode = op.mode.unwrap_or(UpdateMode::Primitive);
-    let steps = match (mode, &*model) {
-        (UpdateMode::KubeProxy, Workload::Services(s)) => {
-            tech::render_services_update_in(mode, tech, s, update)
-        }
-        _ => tech::render_update(tech, model, update),
-    }
-    .with_context(|| format!("{} ({mode})", update.describe()))?;
+    let steps = tech::render_update_in(mode, tech, model, update)
+        .with_context(|| format!("{} ({mode})", update.describe()))?;
     let report = run(vm, tech, &steps)
         .with_context(|| format!("profiling {} ({mode})", update.describe()))?;
     model.apply(update).with_context(|| update.describe())?;

@@ -192,6 +192,15 @@ pub fn render_workload(tech: Tech, w: &Workload) -> Result<Vec<Step>, TechError>
     }
 }
 
+/// An op the model refuses is an error before any step is rendered.
+fn check_services_op(tech: Tech, before: &Services, op: &UpdateOp) -> Result<(), TechError> {
+    before
+        .clone()
+        .apply(op)
+        .map(|_| ())
+        .map_err(|source| TechError::Update { tech, source })
+}
+
 /// Incremental steps taking the guest from `before` to `before + op`.
 /// The op is checked against the model first, so a bad op is an error
 /// here rather than a half-applied change in the guest.
@@ -200,10 +209,7 @@ pub fn render_services_update(
     before: &Services,
     op: &UpdateOp,
 ) -> Result<Vec<Step>, TechError> {
-    before
-        .clone()
-        .apply(op)
-        .map_err(|source| TechError::Update { tech, source })?;
+    check_services_op(tech, before, op)?;
     match tech {
         Tech::IptablesLegacy | Tech::IptablesNft => {
             Ok(iptables_tools(tech).render_services_update(before, op))
@@ -224,10 +230,7 @@ pub fn render_services_update_kube_proxy(
     before: &Services,
     op: &UpdateOp,
 ) -> Result<Vec<Step>, TechError> {
-    before
-        .clone()
-        .apply(op)
-        .map_err(|source| TechError::Update { tech, source })?;
+    check_services_op(tech, before, op)?;
     match tech {
         Tech::IptablesLegacy | Tech::IptablesNft => Ok(iptables_sync::render_services_update(
             iptables_tools(tech),
@@ -285,6 +288,20 @@ pub fn render_firewall_update(
 pub fn render_update(tech: Tech, before: &Workload, op: &UpdateOp) -> Result<Vec<Step>, TechError> {
     match before {
         Workload::Services(s) => render_services_update(tech, s, op),
+        Workload::Firewall(f) => render_firewall_update(tech, f, op),
+    }
+}
+
+/// [`render_update`] sent in `mode`; kube-proxy mode exists for services
+/// only (a firewall update is always primitive).
+pub fn render_update_in(
+    mode: UpdateMode,
+    tech: Tech,
+    before: &Workload,
+    op: &UpdateOp,
+) -> Result<Vec<Step>, TechError> {
+    match before {
+        Workload::Services(s) => render_services_update_in(mode, tech, s, op),
         Workload::Firewall(f) => render_firewall_update(tech, f, op),
     }
 }
