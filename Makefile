@@ -43,10 +43,13 @@ BENCH_OUT ?= bench-results/$(shell date +%Y%m%d-%H%M%S)
 BENCH_SIZES ?= 0,100,1000,10000,30000,100000
 ## Minutes a job may take by projection from its smaller sizes; longer ones are skipped and reported.
 BENCH_JOB_BUDGET ?= 30
+## More `rulebench bench` flags; --profile adds a kernel profile of each
+## job's full load and adds (where the control-plane time goes).
+BENCH_FLAGS ?= --profile
 ## The comparison: build the image, run the measurements, write the report.
 ## Quick run under TCG: `make bench BENCH_SIZES=0,100,1000`.
 bench: deps build
-	$(RULEBENCH) bench --image $(IMAGE) --sizes $(BENCH_SIZES) --job-budget $(BENCH_JOB_BUDGET) --out $(BENCH_OUT)
+	$(RULEBENCH) bench --image $(IMAGE) --sizes $(BENCH_SIZES) --job-budget $(BENCH_JOB_BUDGET) $(BENCH_FLAGS) --out $(BENCH_OUT)
 
 clean-cache:
 	rm -rf target/rulebench
