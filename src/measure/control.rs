@@ -228,7 +228,7 @@ pub fn services(
 /// position, each sent in `mode`: `setting.repeats` of them, but no new
 /// round once this mode's rounds took `setting.full_load_budget_ms` of
 /// guest time (one always runs). kube-proxy's sync of one service at 3k
-/// with nft 0.9.8 lists the table twice and takes minutes under TCG:
+/// with nft 0.9.8 reads the ruleset three times and takes tens of seconds under TCG:
 /// like a slow full load, it is measured once rather than five times.
 fn service_updates(
     vm: &mut Vm,

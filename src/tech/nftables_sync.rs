@@ -15,15 +15,18 @@
 //!   deletes the elements of a service that is gone;
 //! - stale chains are found with `nftables.List(ctx, "chains")` and stale
 //!   affinity sets with `List(ctx, "sets")`; knftables' `List` runs
-//!   `nft --json list table ip kube-proxy` each time, i.e. two full
-//!   listings of the table per sync. Stale chains are flushed in this
+//!   `nft --json list chains ip` and `nft --json list sets ip` (every
+//!   table of the family, names filtered by table afterwards), i.e. two
+//!   listings per sync: cheap for nft ≥ 1.0.1, which fetches only what the
+//!   command lists, and a read of the whole ruleset each for older nft.
+//!   Stale chains are flushed in this
 //!   transaction and deleted by a later sync (at the start of
 //!   `syncProxyRules`, once they are a second old: kernels before 6.2 may
 //!   still see a reference from the just-deleted map element); stale
 //!   affinity sets are deleted at once;
 //! - everything goes to one `nft -f` transaction (knftables `Run`).
 //!
-//! What the emulation keeps: both table listings, the add + flush +
+//! What the emulation keeps: both listings, the add + flush +
 //! rewrite of the changed service's chains, the element add / delete, the
 //! flush of stale chains and deletion of stale sets in one transaction,
 //! and the later transaction that deletes the stale chains (run right
@@ -45,8 +48,10 @@ use super::nftables::{
 };
 use super::Step;
 
-/// knftables' `List`: the whole table as JSON.
-pub const LIST_ARGV: [&str; 6] = ["nft", "--json", "list", "table", "ip", "kube-proxy"];
+/// knftables' `List(ctx, "chains")` and `List(ctx, "sets")`: every chain
+/// and set of the family as JSON (knftables filters by table itself).
+pub const LIST_CHAINS_ARGV: [&str; 5] = ["nft", "--json", "list", "chains", "ip"];
+pub const LIST_SETS_ARGV: [&str; 5] = ["nft", "--json", "list", "sets", "ip"];
 
 /// The chains and sets a service owns in the layout.
 fn owned(svc: &Service) -> (Vec<String>, Vec<String>) {
@@ -136,8 +141,8 @@ pub(super) fn render_services_update(
     let _ = after.apply(op);
     let (tx, later) = sync_transactions(before, &after, op, dispatch);
     let mut steps = vec![
-        Step::new(&LIST_ARGV),
-        Step::new(&LIST_ARGV),
+        Step::new(&LIST_CHAINS_ARGV),
+        Step::new(&LIST_SETS_ARGV),
         nft::load_step(tx),
     ];
     if !later.is_empty() {
@@ -159,7 +164,7 @@ mod tests {
     }
 
     #[test]
-    fn a_change_lists_the_table_twice_and_rewrites_only_that_service() {
+    fn a_change_lists_chains_and_sets_and_rewrites_only_that_service() {
         let before = services(30);
         let target = before.services[7].clone();
         let op = UpdateOp::ChangeBackends {
@@ -168,8 +173,8 @@ mod tests {
         };
         let steps = render_services_update(&before, &op, numgen_vmap);
         assert_eq!(steps.len(), 4, "{steps:?}");
-        assert_eq!(steps[0].argv, LIST_ARGV);
-        assert_eq!(steps[1].argv, LIST_ARGV);
+        assert_eq!(steps[0].argv, LIST_CHAINS_ARGV);
+        assert_eq!(steps[1].argv, LIST_SETS_ARGV);
         let tx = &steps[2].stdin;
         let names = Names::of(&target);
         let (kept, dropped) = (&names.endpoints[1].0, &names.endpoints[0].0);
