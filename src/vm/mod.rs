@@ -483,7 +483,18 @@ impl Vm {
         let child = self.child.as_mut().expect("child");
         let agent = wait_for_socket(&path, child, Duration::from_secs(10))?;
         self.agent = Some(AgentChannel::new(agent).map_err(|e| VmError::Agent(e.to_string()))?);
-        match self.request(Request::Ping, Duration::from_secs(30))? {
+        // The agent said it was ready on the console: a first request that
+        // still goes unanswered is rare and needs the console to explain.
+        let first = self
+            .request(Request::Ping, Duration::from_secs(30))
+            .map_err(|e| match e {
+                VmError::Agent(message) => VmError::Agent(format!(
+                    "{message} (first request after the agent announced itself). Console tail:\n{}",
+                    self.console_tail()
+                )),
+                other => other,
+            })?;
+        match first {
             Response::Pong { kernel_release, .. } => self.kernel_release = kernel_release,
             other => {
                 return Err(VmError::Agent(format!(
