@@ -214,8 +214,9 @@ fn hook_repeat(
         let flood = Flood::packets(*dst, *port, HOOK_PACKETS);
         phases.push(phase(vm, *target, &flood, mac)?);
     }
-    let report = hook::run(vm, &hook::plan(phases))?;
-    let (function, hook_name) = hook::primary(setting.tech, family);
+    let xt = hook::XtHooks::of_release(&vm.kernel_release);
+    let report = hook::run(vm, &hook::plan(xt, phases))?;
+    let (function, hook_name) = hook::primary(setting.tech, family, xt);
     hook::require_attached(&report, function)?;
     let mut out = Vec::new();
     for (p, (target, _)) in report.phases.iter().zip(targets) {

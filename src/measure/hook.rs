@@ -13,28 +13,65 @@ use crate::vm::Vm;
 use anyhow::{bail, Context, Result};
 use rulebench_proto::{HookFunction, HookPhase, HookPhaseReport, HookPlan, HookReport};
 
+/// How a kernel hooks iptables-legacy's tables in: up to 5.16 each table
+/// module has a hook function of its own (`iptable_nat_do_chain`,
+/// `iptable_filter_hook`) that calls `ipt_do_table(skb, state, table)`;
+/// from 5.17 `ipt_do_table(priv, skb, state)` is itself the hook (6.1 and
+/// 6.12 have no per-table functions at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XtHooks {
+    PerTable,
+    Shared,
+}
+
+impl XtHooks {
+    /// From a kernel release such as `5.10.0-32-cloud-amd64`; an
+    /// unreadable release is taken as a new kernel (a wrong guess fails
+    /// loudly: the primary hook then cannot be probed).
+    pub fn of_release(release: &str) -> XtHooks {
+        let mut numbers = release
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|p| p.parse::<u32>().ok());
+        match (numbers.next().flatten(), numbers.next().flatten()) {
+            (Some(major), Some(minor)) if (major, minor) < (5, 17) => XtHooks::PerTable,
+            _ => XtHooks::Shared,
+        }
+    }
+}
+
 /// Every function traced, whatever the technology, so the breakdown shows
 /// all the per-packet work (kube-proxy's IPVS mode also runs iptables
 /// rules; a table left by an earlier technology would show up too).
 /// Each is a hook function taking `(void *priv, struct sk_buff *, const
 /// struct nf_hook_state *)` — the state is argument 3 — except tc's
 /// classifier, which has no netfilter hook.
-pub const TRACED: [(&str, u32); 6] = [
-    ("iptable_nat_do_chain", 3),
-    ("iptable_filter_hook", 3),
-    ("nft_nat_do_chain", 3),
-    ("nft_do_chain_ipv4", 3),
-    ("ip_vs_remote_request4", 3),
-    ("cls_bpf_classify", 0),
-];
+pub fn traced(xt: XtHooks) -> Vec<(&'static str, u32)> {
+    let mut out = match xt {
+        XtHooks::PerTable => vec![("iptable_nat_do_chain", 3), ("iptable_filter_hook", 3)],
+        XtHooks::Shared => vec![("ipt_do_table", 3)],
+    };
+    out.extend([
+        ("nft_nat_do_chain", 3),
+        ("nft_do_chain_ipv4", 3),
+        ("ip_vs_remote_request4", 3),
+        ("cls_bpf_classify", 0),
+    ]);
+    out
+}
 
 /// The (function, hook) where a technology decides a new flow: the
 /// service dispatch (DNAT) or the filter verdict.
-pub fn primary(tech: Tech, family: Family) -> (&'static str, &'static str) {
+pub fn primary(tech: Tech, family: Family, xt: XtHooks) -> (&'static str, &'static str) {
     match (tech, family) {
         (Tech::Ebpf, _) => ("cls_bpf_classify", ""),
-        (Tech::IptablesLegacy, Family::Services) => ("iptable_nat_do_chain", "PREROUTING"),
-        (Tech::IptablesLegacy, Family::Firewall) => ("iptable_filter_hook", "FORWARD"),
+        (Tech::IptablesLegacy, Family::Services) => match xt {
+            XtHooks::PerTable => ("iptable_nat_do_chain", "PREROUTING"),
+            XtHooks::Shared => ("ipt_do_table", "PREROUTING"),
+        },
+        (Tech::IptablesLegacy, Family::Firewall) => match xt {
+            XtHooks::PerTable => ("iptable_filter_hook", "FORWARD"),
+            XtHooks::Shared => ("ipt_do_table", "FORWARD"),
+        },
         (Tech::Ipvs, _) => ("ip_vs_remote_request4", "INPUT"),
         (
             Tech::IptablesNft | Tech::Nftables | Tech::NftablesLinear | Tech::NftablesNoAnonMaps,
@@ -47,13 +84,13 @@ pub fn primary(tech: Tech, family: Family) -> (&'static str, &'static str) {
     }
 }
 
-pub fn plan(phases: Vec<HookPhase>) -> HookPlan {
+pub fn plan(xt: XtHooks, phases: Vec<HookPhase>) -> HookPlan {
     HookPlan {
-        functions: TRACED
-            .iter()
+        functions: traced(xt)
+            .into_iter()
             .map(|(name, state_arg)| HookFunction {
                 name: name.to_string(),
-                state_arg: *state_arg,
+                state_arg,
             })
             .collect(),
         phases,
@@ -123,12 +160,26 @@ mod tests {
 
     #[test]
     fn every_primary_hook_is_traced() {
-        for tech in Tech::ALL {
-            for family in [Family::Services, Family::Firewall] {
-                let (function, _) = primary(tech, family);
-                assert!(TRACED.iter().any(|(f, _)| *f == function), "{function}");
+        for xt in [XtHooks::PerTable, XtHooks::Shared] {
+            for tech in Tech::ALL {
+                for family in [Family::Services, Family::Firewall] {
+                    let (function, _) = primary(tech, family, xt);
+                    assert!(traced(xt).iter().any(|(f, _)| *f == function), "{function}");
+                }
             }
         }
+    }
+
+    #[test]
+    fn the_x_tables_hook_follows_the_kernel() {
+        assert_eq!(XtHooks::of_release("5.10.0-32-cloud-amd64"), XtHooks::PerTable);
+        assert_eq!(XtHooks::of_release("5.16.20"), XtHooks::PerTable);
+        assert_eq!(XtHooks::of_release("6.1.0-50-cloud-amd64"), XtHooks::Shared);
+        assert_eq!(XtHooks::of_release("6.12.117+deb13-cloud-amd64"), XtHooks::Shared);
+        assert_eq!(
+            primary(Tech::IptablesLegacy, Family::Firewall, XtHooks::Shared),
+            ("ipt_do_table", "FORWARD")
+        );
     }
 
     #[test]
@@ -144,7 +195,7 @@ mod tests {
         };
         assert_eq!(group(&phase, "f", "PREROUTING"), Some((25.0, 4)));
         assert_eq!(group(&phase, "f", "FORWARD"), None);
-        let plan = plan(vec![]);
-        assert_eq!(plan.functions.len(), TRACED.len());
+        let plan = plan(XtHooks::PerTable, vec![]);
+        assert_eq!(plan.functions.len(), traced(XtHooks::PerTable).len());
     }
 }

@@ -244,7 +244,8 @@ pub fn markdown(results: &Results) -> String {
          within each repeat in a rotated order. The N = 0 job of the ladder measures N = 1 here: the \
          baseline of a per-rule cost is the same DNAT + masquerade path with one rule, not the miss path. Figures are the median over repeats of each repeat's \
          median per call; the slope is (last − first) / (N − 1), with a bootstrap interval over the \
-         repeats. The hooks: iptables-legacy `iptable_nat_do_chain` PREROUTING, iptables-nft and \
+         repeats. The hooks: iptables-legacy `iptable_nat_do_chain` PREROUTING (`ipt_do_table` from kernel \
+         5.17 on, where it is the hook itself), iptables-nft and \
          nftables `nft_nat_do_chain` PREROUTING, IPVS `ip_vs_remote_request4` INPUT (it includes the \
          NAT transmit to the backend), eBPF `cls_bpf_classify` at tc ingress. Each includes the same \
          constant probe overhead, which cancels in slopes and ratios, not in absolute comparisons \
