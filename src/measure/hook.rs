@@ -172,10 +172,16 @@ mod tests {
 
     #[test]
     fn the_x_tables_hook_follows_the_kernel() {
-        assert_eq!(XtHooks::of_release("5.10.0-32-cloud-amd64"), XtHooks::PerTable);
+        assert_eq!(
+            XtHooks::of_release("5.10.0-32-cloud-amd64"),
+            XtHooks::PerTable
+        );
         assert_eq!(XtHooks::of_release("5.16.20"), XtHooks::PerTable);
         assert_eq!(XtHooks::of_release("6.1.0-50-cloud-amd64"), XtHooks::Shared);
-        assert_eq!(XtHooks::of_release("6.12.117+deb13-cloud-amd64"), XtHooks::Shared);
+        assert_eq!(
+            XtHooks::of_release("6.12.117+deb13-cloud-amd64"),
+            XtHooks::Shared
+        );
         assert_eq!(
             primary(Tech::IptablesLegacy, Family::Firewall, XtHooks::Shared),
             ("ipt_do_table", "FORWARD")
