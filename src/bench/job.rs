@@ -96,8 +96,14 @@ impl Ladder {
     /// 15 MiB of kernel memory at 3k services (≈ 0.5 GiB at 100k, before
     /// nft's own parse of the text).
     pub fn default_guest_memory_mb(&self) -> u32 {
-        if self.sizes.iter().any(|&n| n > 10_000) {
+        let largest = self.sizes.iter().copied().max().unwrap_or(0);
+        if largest > 10_000 {
             4096
+        } else if largest > 1_000 {
+            // nftables' firewall with alternating actions (the evidence
+            // phase's overlap flood) is one interval set per rule: 3k of
+            // them got nft OOM-killed in 1 GiB on 5.10 and load in 2 GiB.
+            2048
         } else {
             1024
         }
@@ -146,11 +152,14 @@ mod tests {
     }
 
     #[test]
-    fn ladders_beyond_10k_get_more_guest_memory() {
+    fn larger_ladders_get_more_guest_memory() {
         let mut l = ladder(&[Family::Services], &[]);
+        l.sizes = vec![0, 100, 1000];
         assert_eq!(l.default_guest_memory_mb(), 1024);
+        l.sizes = vec![100, 3000];
+        assert_eq!(l.default_guest_memory_mb(), 2048);
         l.sizes = vec![100, 10_000];
-        assert_eq!(l.default_guest_memory_mb(), 1024);
+        assert_eq!(l.default_guest_memory_mb(), 2048);
         l.sizes = vec![100, 100_000];
         assert_eq!(l.default_guest_memory_mb(), 4096);
     }
