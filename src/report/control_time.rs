@@ -138,7 +138,8 @@ fn profile_table(results: &Results) -> String {
          (their cgroup: user mode or a kernel function), the idle task, or another task. Shares are of \
          samples; *kernel* is the commands' kernel samples over their own. The functions are those the \
          commands were in, as a share of the commands' kernel samples; *other tasks* names where the \
-         kernel's deferred work ran. Sampling has a cost of its own (a BPF program per tick; under TCG \
+         kernel's deferred work ran (`rulebench-ebpf` there is the profiler itself, writing the \
+         commands' input into their pipes). Sampling has a cost of its own (a BPF program per tick; under TCG \
          the profiled run takes up to ~1.6× the timed one): read the shares, and the times from the \
          figures.\n\n\
          | operation | tech | N | elapsed | samples | kernel | other tasks | idle | top kernel functions of the commands | other tasks' top |\n\
