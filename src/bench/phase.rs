@@ -146,6 +146,12 @@ impl Phase for ControlAndDataPlane {
     }
 }
 
+/// The firewall the control-plane phases load and update (with conntrack,
+/// as `measure::run_firewall`'s control plane does).
+fn control_firewall(n: usize) -> Workload {
+    Workload::Firewall(measure::firewall_workload(n, false))
+}
+
 /// The control plane alone (`--phases control`): full loads and updates
 /// at every position, no traffic.
 pub struct ControlPlane;
@@ -165,14 +171,12 @@ impl Phase for ControlPlane {
                 measure::control::services(vm, &job.setting, &services, rec)?;
             }
             Family::Firewall => {
-                let firewall = |n| Workload::Firewall(measure::firewall_workload(n, false));
-                let extra = measure::extra_firewall_rule(n);
                 measure::control::firewall(
                     vm,
                     &job.setting,
-                    &firewall(n),
-                    &firewall(n.min(100)),
-                    extra,
+                    &control_firewall(n),
+                    &control_firewall(n.min(100)),
+                    measure::extra_firewall_rule(n),
                     rec,
                 )?;
             }
@@ -233,11 +237,13 @@ impl Phase for Profile {
         let n = job.setting.n as usize;
         match job.family {
             Family::Services => measure::profile::services(vm, &job.setting, rec),
-            Family::Firewall => {
-                let firewall = Workload::Firewall(measure::firewall_workload(n, false));
-                let extra = measure::extra_firewall_rule(n);
-                measure::profile::firewall(vm, &job.setting, &firewall, extra, rec)
-            }
+            Family::Firewall => measure::profile::firewall(
+                vm,
+                &job.setting,
+                &control_firewall(n),
+                measure::extra_firewall_rule(n),
+                rec,
+            ),
         }
     }
 

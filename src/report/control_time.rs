@@ -15,15 +15,9 @@ const TOP_IN_TABLE: usize = 5;
 /// Kernel functions named in an explainer line.
 const TOP_IN_LINE: usize = 3;
 
-/// Median of one figure's samples for a technology label (with the
-/// update mode, as the report labels series) at N.
+/// Median of one figure's samples for a series label at N.
 fn median_of(results: &Results, figure: &str, label: &str, n: u64) -> Option<f64> {
-    let v: Vec<f64> = results
-        .samples
-        .iter()
-        .filter(|s| s.figure == figure && s.n == n && tech_label(&s.tech, &s.update_mode) == label)
-        .map(|s| s.value)
-        .collect();
+    let v = super::values(results, figure, label, n);
     (!v.is_empty()).then(|| median(&v))
 }
 

@@ -170,7 +170,7 @@ pub fn markdown(results: &Results) -> String {
             }
             // Where the time went, for this technology and, where it was
             // measured, for its kube-proxy-mode updates too.
-            let kube_proxy = format!("{} (kube-proxy)", section.tech);
+            let kube_proxy = crate::results::tech_label(section.tech, "kube-proxy");
             for figure in claim.causes {
                 for label in [section.tech, kube_proxy.as_str()] {
                     if let Some(line) = super::control_time::cause_line(results, figure, label) {

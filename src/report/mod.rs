@@ -46,11 +46,17 @@ fn sizes(results: &Results, figure: &str) -> Vec<u64> {
     set.into_iter().collect()
 }
 
+/// Samples of `figure` at N for a series label: a technology, or
+/// "TECH (kube-proxy)" for its kube-proxy-mode updates (labelled or not).
 fn values(results: &Results, figure: &str, tech: &str, n: u64) -> Vec<f64> {
     results
         .samples
         .iter()
-        .filter(|s| s.figure == figure && s.tech == tech && s.n == n)
+        .filter(|s| {
+            s.figure == figure
+                && s.n == n
+                && crate::results::tech_label(&s.tech, &s.update_mode) == tech
+        })
         .map(|s| s.value)
         .collect()
 }
