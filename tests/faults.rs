@@ -162,13 +162,13 @@ fn a_truncated_cached_initramfs_is_detected_and_rebuilt() {
     for name in ["vmlinuz", "initramfs.cpio.gz"] {
         std::fs::copy(image_dir.join(name), private.path().join(rel).join(name)).unwrap();
     }
-    let manifest = std::fs::read_to_string(image_dir.join("manifest.json"))
-        .unwrap()
-        .replace(
-            &shared.display().to_string(),
-            &private.path().display().to_string(),
-        );
-    std::fs::write(private.path().join(rel).join("manifest.json"), manifest).unwrap();
+    // Copied as is: its recorded paths name the shared cache, and the copy
+    // must still be read as the files beside it.
+    std::fs::copy(
+        image_dir.join("manifest.json"),
+        private.path().join(rel).join("manifest.json"),
+    )
+    .unwrap();
     // The rebuild reads the pinned .debs from the shared cache.
     std::os::unix::fs::symlink(shared.join("debs"), private.path().join("debs")).unwrap();
     std::env::set_var(rulebench::image::build::CACHE_ENV, private.path());

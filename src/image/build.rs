@@ -623,8 +623,18 @@ pub fn build(lock: &LockFile, quiet: bool) -> Result<BuiltImage> {
 
 fn read_manifest(path: &Path) -> Option<BuiltImage> {
     let text = std::fs::read_to_string(path).ok()?;
-    let image: BuiltImage = serde_json::from_str(&text).ok()?;
+    let image = rebase(serde_json::from_str(&text).ok()?, path.parent()?);
     (image.kernel.exists() && image.initramfs.exists()).then_some(image)
+}
+
+/// The manifest records where its image was built, but a cache is moved
+/// or copied (a renamed checkout, a CI cache restored elsewhere, a test's
+/// private copy): the image is the files beside the manifest, never the
+/// ones at the recorded path, which may be gone or belong to another tree.
+fn rebase(mut image: BuiltImage, dir: &Path) -> BuiltImage {
+    image.kernel = dir.join("vmlinuz");
+    image.initramfs = dir.join("initramfs.cpio.gz");
+    image
 }
 
 /// The cached kernel and initramfs still hash to the manifest's sha256: a
@@ -681,4 +691,29 @@ pub fn forget(image: &BuiltImage) -> Result<()> {
         std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_moved_manifest_names_the_files_beside_it() {
+        let image = BuiltImage {
+            name: "bullseye-5.10".into(),
+            kernel: "/old/tree/target/rulebench/images/x/vmlinuz".into(),
+            initramfs: "/old/tree/target/rulebench/images/x/initramfs.cpio.gz".into(),
+            kernel_release: "5.10.0-0".into(),
+            sha256: "00".into(),
+            initramfs_bytes: 1,
+            cmdline: String::new(),
+            virtiofs: false,
+        };
+        let moved = rebase(image, Path::new("/new/cache/images/x"));
+        assert_eq!(moved.kernel, Path::new("/new/cache/images/x/vmlinuz"));
+        assert_eq!(
+            moved.initramfs,
+            Path::new("/new/cache/images/x/initramfs.cpio.gz")
+        );
+    }
 }
