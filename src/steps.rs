@@ -62,15 +62,28 @@ pub fn run_step(vm: &mut Vm, tech: Tech, step: &Step) -> Result<StepOutcome, Ste
         user_ns: r.user_ns,
         sys_ns: r.sys_ns,
     };
-    if outcome.exit_code != Some(0) && !step.tolerate_failure {
+    check_exit(tech, step, outcome.exit_code, &outcome.stderr)?;
+    Ok(outcome)
+}
+
+/// A step failed when it exited other than 0 and its failure is not
+/// tolerated. The one rule for every runner of steps (the agent's exec and
+/// the guest profiler).
+pub fn check_exit(
+    tech: Tech,
+    step: &Step,
+    exit: Option<i32>,
+    stderr: &str,
+) -> Result<(), StepError> {
+    if exit != Some(0) && !step.tolerate_failure {
         return Err(StepError::Failed {
             tech,
             step: step.display(),
-            exit: outcome.exit_code,
-            message: outcome.stderr.trim().to_string(),
+            exit,
+            message: stderr.trim().to_string(),
         });
     }
-    Ok(outcome)
+    Ok(())
 }
 
 /// Run steps in order, stopping at the first failure.

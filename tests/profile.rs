@@ -69,6 +69,9 @@ fn a_failing_step_fails_the_profile_and_names_it() {
     let err = measure::profile::run(&mut vm, Tech::Nftables, &steps)
         .expect_err("a ruleset nft refuses must fail the profile");
     let text = format!("{err:#}");
-    assert!(text.contains("profiled `nft -f -"), "{text}");
+    assert!(
+        text.contains("under the profiler: nftables: `nft -f -"),
+        "{text}"
+    );
     assert!(text.contains("failed (exit Some(1))"), "{text}");
 }

@@ -61,14 +61,8 @@ pub fn run(vm: &mut Vm, tech: Tech, steps: &[Step]) -> Result<ProfileReport> {
 /// Every step ran, and every one that must succeed did.
 fn check_outcomes(tech: Tech, steps: &[Step], report: &ProfileReport) -> Result<()> {
     for (step, outcome) in steps.iter().zip(&report.commands) {
-        if outcome.exit_code != Some(0) && !step.tolerate_failure {
-            bail!(
-                "{tech}: profiled `{}` failed (exit {:?}): {}",
-                step.display(),
-                outcome.exit_code,
-                outcome.stderr.trim()
-            );
-        }
+        crate::steps::check_exit(tech, step, outcome.exit_code, &outcome.stderr)
+            .context("under the profiler")?;
     }
     if report.commands.len() < steps.len() {
         bail!(
@@ -284,11 +278,10 @@ mod tests {
             Step::new(&["nft", "-f", "-"]),
         ];
         assert!(check_outcomes(Tech::Nftables, &steps, &report(&[Some(1), Some(0)])).is_ok());
-        let err = check_outcomes(Tech::Nftables, &steps, &report(&[Some(0), Some(1)]))
-            .unwrap_err()
-            .to_string();
+        let err = check_outcomes(Tech::Nftables, &steps, &report(&[Some(0), Some(1)])).unwrap_err();
+        let err = format!("{err:#}");
         assert!(
-            err.contains("profiled `nft -f -` failed (exit Some(1))"),
+            err.contains("under the profiler: nftables: `nft -f -` failed (exit Some(1))"),
             "{err}"
         );
         let short = check_outcomes(Tech::Nftables, &steps, &report(&[Some(0)])).unwrap_err();
