@@ -6,6 +6,7 @@ mod common;
 #[path = "support/leftovers.rs"]
 mod leftovers;
 
+use rulebench::image::build;
 use rulebench::vm::{ExecRequest, Vm, VmError, VmOptions};
 use std::time::{Duration, Instant};
 
@@ -159,7 +160,7 @@ fn a_truncated_cached_initramfs_is_detected_and_rebuilt() {
     let image_dir = good.initramfs.parent().unwrap();
     let rel = image_dir.strip_prefix(&shared).unwrap();
     std::fs::create_dir_all(private.path().join(rel)).unwrap();
-    for name in ["vmlinuz", "initramfs.cpio.gz"] {
+    for name in [build::KERNEL_FILE, build::INITRAMFS_FILE] {
         std::fs::copy(image_dir.join(name), private.path().join(rel).join(name)).unwrap();
     }
     // Copied as is: its recorded paths name the shared cache, and the copy
@@ -171,7 +172,7 @@ fn a_truncated_cached_initramfs_is_detected_and_rebuilt() {
     .unwrap();
     // The rebuild reads the pinned .debs from the shared cache.
     std::os::unix::fs::symlink(shared.join("debs"), private.path().join("debs")).unwrap();
-    std::env::set_var(rulebench::image::build::CACHE_ENV, private.path());
+    std::env::set_var(build::CACHE_ENV, private.path());
 
     let copy = common::image();
     assert_eq!(copy.sha256, good.sha256);

@@ -19,6 +19,9 @@ use std::time::Instant;
 /// Bump when the builder's output for the same inputs changes.
 const BUILDER_VERSION: &str = "3";
 pub const CACHE_ENV: &str = "RULEBENCH_CACHE";
+/// An image's files, beside its manifest in its cache directory.
+pub const KERNEL_FILE: &str = "vmlinuz";
+pub const INITRAMFS_FILE: &str = "initramfs.cpio.gz";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BuiltImage {
@@ -593,12 +596,12 @@ pub fn build(lock: &LockFile, quiet: bool) -> Result<BuiltImage> {
     let images_dir = cache.join("images");
     std::fs::create_dir_all(&images_dir)?;
     let tmp_out = tempfile::tempdir_in(&images_dir)?;
-    std::fs::write(tmp_out.path().join("vmlinuz"), &kernel)?;
-    std::fs::write(tmp_out.path().join("initramfs.cpio.gz"), &initramfs)?;
+    std::fs::write(tmp_out.path().join(KERNEL_FILE), &kernel)?;
+    std::fs::write(tmp_out.path().join(INITRAMFS_FILE), &initramfs)?;
     let image = BuiltImage {
         name: spec.name.clone(),
-        kernel: out_dir.join("vmlinuz"),
-        initramfs: out_dir.join("initramfs.cpio.gz"),
+        kernel: out_dir.join(KERNEL_FILE),
+        initramfs: out_dir.join(INITRAMFS_FILE),
         kernel_release: spec.kernel_release.clone(),
         sha256,
         initramfs_bytes: initramfs.len() as u64,
@@ -632,8 +635,8 @@ fn read_manifest(path: &Path) -> Option<BuiltImage> {
 /// private copy): the image is the files beside the manifest, never the
 /// ones at the recorded path, which may be gone or belong to another tree.
 fn rebase(mut image: BuiltImage, dir: &Path) -> BuiltImage {
-    image.kernel = dir.join("vmlinuz");
-    image.initramfs = dir.join("initramfs.cpio.gz");
+    image.kernel = dir.join(KERNEL_FILE);
+    image.initramfs = dir.join(INITRAMFS_FILE);
     image
 }
 
