@@ -214,9 +214,9 @@ fn hook_repeat(
         let flood = Flood::packets(*dst, *port, HOOK_PACKETS);
         phases.push(phase(vm, *target, &flood, mac)?);
     }
-    let xt = hook::XtHooks::of_release(&vm.kernel_release);
-    let report = hook::run(vm, &hook::plan(xt, phases))?;
-    let (function, hook_name) = hook::primary(setting.tech, family, xt);
+    let kernel = hook::KernelHooks::of_release(&vm.kernel_release);
+    let report = hook::run(vm, &hook::plan(kernel, phases))?;
+    let (function, hook_name) = hook::primary(setting.tech, family, kernel);
     hook::require_attached(&report, function)?;
     let mut out = Vec::new();
     for (p, (target, _)) in report.phases.iter().zip(targets) {

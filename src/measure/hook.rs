@@ -13,28 +13,40 @@ use crate::vm::Vm;
 use anyhow::{bail, Context, Result};
 use rulebench_proto::{HookFunction, HookPhase, HookPhaseReport, HookPlan, HookReport};
 
-/// How a kernel hooks iptables-legacy's tables in: up to 5.16 each table
-/// module has a hook function of its own (`iptable_nat_do_chain`,
-/// `iptable_filter_hook`) that calls `ipt_do_table(skb, state, table)`;
-/// from 5.17 `ipt_do_table(priv, skb, state)` is itself the hook (6.1 and
-/// 6.12 have no per-table functions at all).
+/// Which hook functions a kernel registers. Linux 5.16 changed two of
+/// them: x_tables' per-table hook functions (`iptable_nat_do_chain`,
+/// `iptable_filter_hook`, each calling `ipt_do_table(skb, state, table)`)
+/// gave way to `ipt_do_table(priv, skb, state)` registered as the hook
+/// itself, and IPVS's per-direction `ip_vs_remote_request4` (LOCAL_IN) /
+/// `ip_vs_local_request4` (LOCAL_OUT) merged into `ip_vs_in_hook(priv,
+/// skb, state)`. A bookworm-6.1 guest with ip_vs and iptable_nat loaded
+/// has `ipt_do_table` and `ip_vs_in_hook` and none of the older names in
+/// /proc/kallsyms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum XtHooks {
-    PerTable,
-    Shared,
+pub enum KernelHooks {
+    Before5_16,
+    From5_16,
 }
 
-impl XtHooks {
+impl KernelHooks {
     /// From a kernel release such as `5.10.0-32-cloud-amd64`; an
     /// unreadable release is taken as a new kernel (a wrong guess fails
     /// loudly: the primary hook then cannot be probed).
-    pub fn of_release(release: &str) -> XtHooks {
+    pub fn of_release(release: &str) -> KernelHooks {
         let mut numbers = release
             .split(|c: char| !c.is_ascii_digit())
             .map(|p| p.parse::<u32>().ok());
         match (numbers.next().flatten(), numbers.next().flatten()) {
-            (Some(major), Some(minor)) if (major, minor) < (5, 17) => XtHooks::PerTable,
-            _ => XtHooks::Shared,
+            (Some(major), Some(minor)) if (major, minor) < (5, 16) => KernelHooks::Before5_16,
+            _ => KernelHooks::From5_16,
+        }
+    }
+
+    /// IPVS's LOCAL_IN hook for IPv4 requests.
+    fn ipvs(self) -> &'static str {
+        match self {
+            KernelHooks::Before5_16 => "ip_vs_remote_request4",
+            KernelHooks::From5_16 => "ip_vs_in_hook",
         }
     }
 }
@@ -45,15 +57,15 @@ impl XtHooks {
 /// Each is a hook function taking `(void *priv, struct sk_buff *, const
 /// struct nf_hook_state *)` — the state is argument 3 — except tc's
 /// classifier, which has no netfilter hook.
-pub fn traced(xt: XtHooks) -> Vec<(&'static str, u32)> {
-    let mut out = match xt {
-        XtHooks::PerTable => vec![("iptable_nat_do_chain", 3), ("iptable_filter_hook", 3)],
-        XtHooks::Shared => vec![("ipt_do_table", 3)],
+pub fn traced(kernel: KernelHooks) -> Vec<(&'static str, u32)> {
+    let mut out = match kernel {
+        KernelHooks::Before5_16 => vec![("iptable_nat_do_chain", 3), ("iptable_filter_hook", 3)],
+        KernelHooks::From5_16 => vec![("ipt_do_table", 3)],
     };
     out.extend([
         ("nft_nat_do_chain", 3),
         ("nft_do_chain_ipv4", 3),
-        ("ip_vs_remote_request4", 3),
+        (kernel.ipvs(), 3),
         ("cls_bpf_classify", 0),
     ]);
     out
@@ -61,18 +73,18 @@ pub fn traced(xt: XtHooks) -> Vec<(&'static str, u32)> {
 
 /// The (function, hook) where a technology decides a new flow: the
 /// service dispatch (DNAT) or the filter verdict.
-pub fn primary(tech: Tech, family: Family, xt: XtHooks) -> (&'static str, &'static str) {
+pub fn primary(tech: Tech, family: Family, kernel: KernelHooks) -> (&'static str, &'static str) {
     match (tech, family) {
         (Tech::Ebpf, _) => ("cls_bpf_classify", ""),
-        (Tech::IptablesLegacy, Family::Services) => match xt {
-            XtHooks::PerTable => ("iptable_nat_do_chain", "PREROUTING"),
-            XtHooks::Shared => ("ipt_do_table", "PREROUTING"),
+        (Tech::IptablesLegacy, Family::Services) => match kernel {
+            KernelHooks::Before5_16 => ("iptable_nat_do_chain", "PREROUTING"),
+            KernelHooks::From5_16 => ("ipt_do_table", "PREROUTING"),
         },
-        (Tech::IptablesLegacy, Family::Firewall) => match xt {
-            XtHooks::PerTable => ("iptable_filter_hook", "FORWARD"),
-            XtHooks::Shared => ("ipt_do_table", "FORWARD"),
+        (Tech::IptablesLegacy, Family::Firewall) => match kernel {
+            KernelHooks::Before5_16 => ("iptable_filter_hook", "FORWARD"),
+            KernelHooks::From5_16 => ("ipt_do_table", "FORWARD"),
         },
-        (Tech::Ipvs, _) => ("ip_vs_remote_request4", "INPUT"),
+        (Tech::Ipvs, _) => (kernel.ipvs(), "INPUT"),
         (
             Tech::IptablesNft | Tech::Nftables | Tech::NftablesLinear | Tech::NftablesNoAnonMaps,
             Family::Services,
@@ -84,9 +96,9 @@ pub fn primary(tech: Tech, family: Family, xt: XtHooks) -> (&'static str, &'stat
     }
 }
 
-pub fn plan(xt: XtHooks, phases: Vec<HookPhase>) -> HookPlan {
+pub fn plan(kernel: KernelHooks, phases: Vec<HookPhase>) -> HookPlan {
     HookPlan {
-        functions: traced(xt)
+        functions: traced(kernel)
             .into_iter()
             .map(|(name, state_arg)| HookFunction {
                 name: name.to_string(),
@@ -160,32 +172,55 @@ mod tests {
 
     #[test]
     fn every_primary_hook_is_traced() {
-        for xt in [XtHooks::PerTable, XtHooks::Shared] {
+        for kernel in [KernelHooks::Before5_16, KernelHooks::From5_16] {
             for tech in Tech::ALL {
                 for family in [Family::Services, Family::Firewall] {
-                    let (function, _) = primary(tech, family, xt);
-                    assert!(traced(xt).iter().any(|(f, _)| *f == function), "{function}");
+                    let (function, _) = primary(tech, family, kernel);
+                    assert!(
+                        traced(kernel).iter().any(|(f, _)| *f == function),
+                        "{function}"
+                    );
                 }
             }
         }
     }
 
     #[test]
-    fn the_x_tables_hook_follows_the_kernel() {
+    fn the_hooks_follow_the_kernel_release_with_the_boundary_at_5_16() {
+        use KernelHooks::*;
+        for (release, expected) in [
+            ("5.10.0-32-cloud-amd64", Before5_16),
+            ("5.15.180", Before5_16),
+            ("5.15.0-1-amd64", Before5_16),
+            ("5.16", From5_16),
+            ("5.16.0-rc1", From5_16),
+            ("5.17.3", From5_16),
+            ("6.1.0-50-cloud-amd64", From5_16),
+            ("6.12.117+deb13-cloud-amd64", From5_16),
+            ("4.19.0-27-amd64", Before5_16),
+            ("", From5_16),
+        ] {
+            assert_eq!(KernelHooks::of_release(release), expected, "{release:?}");
+        }
         assert_eq!(
-            XtHooks::of_release("5.10.0-32-cloud-amd64"),
-            XtHooks::PerTable
-        );
-        assert_eq!(XtHooks::of_release("5.16.20"), XtHooks::PerTable);
-        assert_eq!(XtHooks::of_release("6.1.0-50-cloud-amd64"), XtHooks::Shared);
-        assert_eq!(
-            XtHooks::of_release("6.12.117+deb13-cloud-amd64"),
-            XtHooks::Shared
-        );
-        assert_eq!(
-            primary(Tech::IptablesLegacy, Family::Firewall, XtHooks::Shared),
+            primary(Tech::IptablesLegacy, Family::Firewall, From5_16),
             ("ipt_do_table", "FORWARD")
         );
+        assert_eq!(
+            primary(Tech::IptablesLegacy, Family::Services, Before5_16),
+            ("iptable_nat_do_chain", "PREROUTING")
+        );
+        assert_eq!(
+            primary(Tech::Ipvs, Family::Services, Before5_16),
+            ("ip_vs_remote_request4", "INPUT")
+        );
+        assert_eq!(
+            primary(Tech::Ipvs, Family::Services, From5_16),
+            ("ip_vs_in_hook", "INPUT")
+        );
+        assert!(!traced(From5_16)
+            .iter()
+            .any(|(f, _)| *f == "ip_vs_remote_request4" || *f == "iptable_nat_do_chain"));
     }
 
     #[test]
@@ -201,7 +236,7 @@ mod tests {
         };
         assert_eq!(group(&phase, "f", "PREROUTING"), Some((25.0, 4)));
         assert_eq!(group(&phase, "f", "FORWARD"), None);
-        let plan = plan(XtHooks::PerTable, vec![]);
-        assert_eq!(plan.functions.len(), traced(XtHooks::PerTable).len());
+        let plan = plan(KernelHooks::Before5_16, vec![]);
+        assert_eq!(plan.functions.len(), traced(KernelHooks::Before5_16).len());
     }
 }

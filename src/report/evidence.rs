@@ -245,11 +245,13 @@ pub fn markdown(results: &Results) -> String {
          baseline of a per-rule cost is the same DNAT + masquerade path with one rule, not the miss path. Figures are the median over repeats of each repeat's \
          median per call; the slope is (last − first) / (N − 1), with a bootstrap interval over the \
          repeats. The hooks: iptables-legacy `iptable_nat_do_chain` PREROUTING (`ipt_do_table` from kernel \
-         5.17 on, where it is the hook itself), iptables-nft and \
-         nftables `nft_nat_do_chain` PREROUTING, IPVS `ip_vs_remote_request4` INPUT (it includes the \
+         5.16 on, where it is the hook itself), iptables-nft and \
+         nftables `nft_nat_do_chain` PREROUTING, IPVS `ip_vs_remote_request4` INPUT (`ip_vs_in_hook` \
+         from 5.16 on; it includes the \
          NAT transmit to the backend), eBPF `cls_bpf_classify` at tc ingress. Each includes the same \
-         constant probe overhead, which cancels in slopes and ratios, not in absolute comparisons \
-         between technologies.\n\n",
+         constant probe overhead, which cancels in slopes (differences), not in ratios or in absolute \
+         comparisons between technologies: a ratio of two hook times is a ratio of overhead-inflated \
+         times, closer to 1 than the hooks' own work.\n\n",
     );
     out += &findings(results);
     out.push('\n');
