@@ -2,6 +2,7 @@
 //! technologies inside pinned QEMU guests.
 
 pub mod bench;
+pub mod budgets;
 pub mod cli;
 pub mod compare;
 pub mod correctness;
