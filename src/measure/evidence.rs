@@ -372,17 +372,41 @@ pub fn firewall(vm: &mut Vm, setting: &Setting, rec: &mut Recorder, rates: bool)
             let count = vm
                 .sh("conntrack -C")
                 .context("counting conntrack entries")?;
-            let entries: f64 = count.trim().parse().unwrap_or(0.0);
-            rec.push(&FW_PKTGEN_CONNTRACK, setting, r, name, entries);
+            let entries = conntrack_count(&count)?;
+            rec.push(&FW_PKTGEN_CONNTRACK, setting, r, name, entries as f64);
         }
     }
     Ok(())
+}
+
+/// The entry count `conntrack -C` prints. Anything else is an error
+/// carrying the text: read as 0 it would claim "conntrack not in the path".
+fn conntrack_count(output: &str) -> Result<u64> {
+    output
+        .trim()
+        .parse()
+        .with_context(|| format!("`conntrack -C` printed {output:?}, not an entry count"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::workload::{expected_verdict, Packet};
+
+    #[test]
+    fn conntrack_count_is_a_number_or_an_error_with_the_text() {
+        assert_eq!(conntrack_count("1024\n").unwrap(), 1024);
+        assert_eq!(conntrack_count("0\n").unwrap(), 0);
+        for bad in [
+            "",
+            "conntrack v1.4.6 (conntrack-tools): Operation failed\n",
+            "-1",
+            "12 flow entries",
+        ] {
+            let e = format!("{:#}", conntrack_count(bad).unwrap_err());
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+    }
 
     #[test]
     fn flood_workloads_are_valid_and_reach_their_targets() {
