@@ -1,69 +1,18 @@
 //! Performance budgets (budgets.toml): ratios of figures measured in one
 //! guest in one run, so they hold under TCG and KVM. N stays at 1k unless
-//! RULEBENCH_BUDGET_N raises it.
+//! RULEBENCH_BUDGET_N raises it; RULEBENCH_BUDGETS (one exact name a line)
+//! narrows a run to some budgets, as `rulebench bisect-run --budget` does.
+//! Parsing, validation and the pass/fail rule live in `rulebench::budgets`.
 
 mod common;
 
-use rulebench::measure::stats::bootstrap_median_ci;
-use rulebench::measure::stats::median;
+use rulebench::budgets::{self, Budget};
 use rulebench::measure::{
     self, control, data, data::DataConfig, evidence, guest, Recorder, Setting,
 };
 use rulebench::tech::Tech;
 use rulebench::workload::{UpdateOp, Workload};
-use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
-
-#[derive(Debug, Deserialize)]
-struct Budgets {
-    budget: Vec<Budget>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Budget {
-    name: String,
-    tech: String,
-    figure: String,
-    /// N of the denominator; absent for a budget that is only an interval.
-    small: Option<u64>,
-    large: u64,
-    min: Option<f64>,
-    max: Option<f64>,
-    /// The budget only means something from this N on (below it the effect
-    /// is smaller than TCG's noise); skipped, with the reason printed, when
-    /// RULEBENCH_BUDGET_N does not reach it.
-    requires_n: Option<u64>,
-    /// Denominator figure (at `small`) when it is not `figure` itself, e.g.
-    /// the last service's hook time over the first one's at the same N.
-    versus: Option<String>,
-    /// The 95 % bootstrap interval of `figure`'s median at `large` must lie
-    /// above this value (a sign test: "the per-rule slope is > 0").
-    interval_above: Option<f64>,
-}
-
-impl Budget {
-    fn active(&self) -> bool {
-        self.requires_n.is_none_or(|n| scaled(self.large) >= n)
-    }
-}
-
-fn budgets() -> Vec<Budget> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/budgets.toml");
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
-    let b: Budgets = toml::from_str(&text).unwrap_or_else(|e| panic!("parsing {path}: {e}"));
-    b.budget
-}
-
-/// `large` of a budget, raised by RULEBENCH_BUDGET_N.
-fn scaled(large: u64) -> u64 {
-    std::env::var("RULEBENCH_BUDGET_N")
-        .ok()
-        .map(|v| {
-            v.parse::<u64>()
-                .unwrap_or_else(|_| panic!("RULEBENCH_BUDGET_N={v:?} is not a number"))
-        })
-        .map_or(large, |n| n.max(large))
-}
 
 const REPEATS: u32 = 5;
 
@@ -73,12 +22,6 @@ const REPEATS: u32 = 5;
 /// the median of 3 paired ratios survives one spoiled round.
 const HOOK_ROUNDS: u32 = 3;
 const HOOK_REPEATS_PER_ROUND: u32 = 2;
-
-/// Which measurement produces a figure: the hook-time phases for
-/// `*.hook-*`, the control / connection-load phases otherwise.
-fn is_hook_figure(figure: &str) -> bool {
-    figure.starts_with("services.hook-") || figure.starts_with("firewall.hook-")
-}
 
 /// Only the figures budgets use, with the bench's own functions: one full
 /// load (untimed), add-one (timed) + delete-again REPEATS times, then
@@ -144,7 +87,7 @@ fn measure_budget_figures(
 /// Control-plane and connection-load budgets.
 #[test]
 fn control_budgets_hold() {
-    check(|b| !is_hook_figure(&b.figure));
+    check("control_budgets_hold");
 }
 
 /// In-kernel hook-time budgets of the services family: their own guest,
@@ -152,26 +95,55 @@ fn control_budgets_hold() {
 /// test timeout (~3 min under TCG).
 #[test]
 fn services_hook_budgets_hold() {
-    check(|b| b.figure.starts_with("services.hook-"));
+    check("services_hook_budgets_hold");
 }
 
 /// Hook-time budgets of the firewall family (both filler shapes).
 #[test]
 fn firewall_hook_budgets_hold() {
-    check(|b| b.figure.starts_with("firewall.hook-"));
+    check("firewall_hook_budgets_hold");
 }
 
-fn check(select: fn(&Budget) -> bool) {
-    let (budgets, skipped): (Vec<Budget>, Vec<Budget>) = budgets()
-        .into_iter()
-        .filter(select)
-        .partition(Budget::active);
+/// The budgets `test` checks: those `Budget::test_function` assigns to it,
+/// narrowed to RULEBENCH_BUDGETS when set. None: nothing here to check.
+fn budgets_of(test: &str) -> Option<Vec<Budget>> {
+    let path = budgets::default_path();
+    let all = budgets::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let chosen: Vec<&Budget> = match budgets::selected_from_env() {
+        None => all.iter().collect(),
+        Some(names) => {
+            let picked = budgets::select(&all, &names)
+                .unwrap_or_else(|e| panic!("{}: {e}", budgets::SELECT_ENV));
+            if !picked.iter().any(|b| b.test_function() == test) {
+                eprintln!("SKIPPED: no selected budget here ({})", budgets::SELECT_ENV);
+                return None;
+            }
+            picked
+        }
+    };
+    Some(
+        chosen
+            .into_iter()
+            .filter(|b| b.test_function() == test)
+            .cloned()
+            .collect(),
+    )
+}
+
+fn check(test: &str) {
+    let Some(selected) = budgets_of(test) else {
+        return;
+    };
+    let raise_to = budgets::n_from_env().unwrap_or_else(|e| panic!("{e}"));
+    let (budgets, skipped): (Vec<Budget>, Vec<Budget>) =
+        selected.into_iter().partition(|b| b.active(raise_to));
     for b in &skipped {
         eprintln!(
-            "SKIPPED budget {:?}: needs RULEBENCH_BUDGET_N >= {} (at N={} the effect is below TCG noise)",
+            "SKIPPED budget {:?}: needs {} >= {} (at N={} the effect is below TCG noise)",
             b.name,
+            budgets::N_ENV,
             b.requires_n.unwrap_or_default(),
-            scaled(b.large)
+            b.sizes(raise_to).large
         );
     }
     assert!(
@@ -182,9 +154,22 @@ fn check(select: fn(&Budget) -> bool) {
     // all budgets.
     let mut plan: BTreeMap<(String, u64), BTreeSet<String>> = BTreeMap::new();
     for b in &budgets {
-        let versus = b.versus.clone().unwrap_or_else(|| b.figure.clone());
-        let mut wanted = vec![(scaled(b.large), b.figure.clone())];
-        wanted.extend(b.small.map(|n| (n, versus)));
+        let sizes = b.sizes(raise_to);
+        eprintln!(
+            "budget {:?}: {} at N={}{}{}",
+            b.name,
+            b.figure,
+            sizes.large,
+            sizes
+                .small
+                .map(|s| format!(" over {} at N={s}", b.versus_figure()))
+                .unwrap_or_default(),
+            raise_to
+                .map(|n| format!(" ({}={n})", budgets::N_ENV))
+                .unwrap_or_default()
+        );
+        let mut wanted = vec![(sizes.large, b.figure.clone())];
+        wanted.extend(sizes.small.map(|n| (n, b.versus_figure().to_string())));
         for (n, figure) in wanted {
             plan.entry((b.tech.clone(), n)).or_default().insert(figure);
         }
@@ -198,9 +183,9 @@ fn check(select: fn(&Budget) -> bool) {
     // other, a flat layout failed `max = 1.3` in 4 of 6 runs of the suite
     // under load (scripts/flake-count). So hook figures are taken in
     // rounds — every N of a technology once per round —
-    // and compared pairwise within a round (`paired_ratio`): a slow spell
+    // and compared pairwise within a round (`budgets::ratio`): a slow spell
     // spoils one pair, not the whole comparison.
-    let rounds = budgets.iter().all(|b| is_hook_figure(&b.figure));
+    let rounds = budgets.iter().all(Budget::is_hook);
     let (passes, repeats) = if rounds {
         (HOOK_ROUNDS, HOOK_REPEATS_PER_ROUND)
     } else {
@@ -240,42 +225,14 @@ fn check(select: fn(&Budget) -> bool) {
             );
         }
     }
-    let values = |tech: &str, figure: &str, n: u64| -> Vec<f64> {
-        let v: Vec<f64> = rec
-            .samples
-            .iter()
-            .filter(|s| s.tech == tech && s.figure == figure && s.n == n)
-            .map(|s| s.value)
-            .collect();
-        assert!(!v.is_empty(), "no samples of {figure} for {tech} at N={n}");
-        v
-    };
-    let value = |tech: &str, figure: &str, n: u64| median(&values(tech, figure, n));
     let mut failures = Vec::new();
     for b in &budgets {
-        let large = scaled(b.large);
-        let versus = b.versus.as_deref().unwrap_or(&b.figure);
-        let l = value(&b.tech, &b.figure, large);
-        let mut line = format!("{}: {} at N={large} = {l:.3}", b.name, b.figure);
-        let mut failed = false;
-        if let Some(small) = b.small {
-            let s = value(&b.tech, versus, small);
-            let ratio = paired_ratio(&rec.samples, &b.tech, (&b.figure, large), (versus, small));
-            line += &format!(
-                " / {versus} at N={small} = {s:.3} -> median of per-repeat ratios {ratio:.2} (allowed {:?}..{:?})",
-                b.min, b.max
-            );
-            failed |= b.max.is_some_and(|m| ratio > m) || b.min.is_some_and(|m| ratio < m);
-        }
-        if let Some(floor) = b.interval_above {
-            let (lo, hi) = bootstrap_median_ci(&values(&b.tech, &b.figure, large), 0.95, 2000);
-            line +=
-                &format!("; 95 % interval of the median {lo:.3}..{hi:.3} (must be above {floor})");
-            failed |= lo <= floor;
-        }
-        eprintln!("{line}");
-        if failed {
-            failures.push(line);
+        match b.evaluate(&rec.samples, raise_to) {
+            Ok(line) => eprintln!("{line}"),
+            Err(line) => {
+                eprintln!("{line}");
+                failures.push(line);
+            }
         }
     }
     assert!(
@@ -283,43 +240,4 @@ fn check(select: fn(&Budget) -> bool) {
         "budgets exceeded:\n{}",
         failures.join("\n")
     );
-}
-
-/// Median over repeats of (numerator in repeat r) / (denominator in
-/// repeat r): with figures taken in rounds, the two sides of a pair were
-/// measured minutes apart at most, so a change in host load between
-/// rounds cancels. Each side's repeat is its median if a repeat holds
-/// several samples.
-fn paired_ratio(
-    samples: &[rulebench::results::Sample],
-    tech: &str,
-    numerator: (&str, u64),
-    denominator: (&str, u64),
-) -> f64 {
-    let per_repeat = |(figure, n): (&str, u64)| -> BTreeMap<u32, f64> {
-        let mut by: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
-        for s in samples
-            .iter()
-            .filter(|s| s.tech == tech && s.figure == figure && s.n == n)
-        {
-            by.entry(s.repeat).or_default().push(s.value);
-        }
-        by.into_iter().map(|(r, v)| (r, median(&v))).collect()
-    };
-    let num = per_repeat(numerator);
-    let den = per_repeat(denominator);
-    let ratios: Vec<f64> = num
-        .iter()
-        .filter_map(|(r, v)| den.get(r).map(|d| v / d))
-        .collect();
-    assert!(
-        ratios.len() >= 3,
-        "{tech}: only {} repeat(s) have both {} at N={} and {} at N={}: too few pairs to compare",
-        ratios.len(),
-        numerator.0,
-        numerator.1,
-        denominator.0,
-        denominator.1
-    );
-    median(&ratios)
 }
