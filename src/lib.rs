@@ -2,6 +2,7 @@
 //! technologies inside pinned QEMU guests.
 
 pub mod bench;
+pub mod bisect;
 pub mod budgets;
 pub mod cli;
 pub mod compare;

@@ -1,23 +1,25 @@
 //! `rulebench bisect-run`: one step of `git bisect run` inside a kernel tree.
 //! Exit 0 = good, 1 = bad, 125 = skip (kernel does not build or boot),
-//! 128 = abort (rulebench itself is broken) — git's bisect-run contract.
+//! 128 = abort (rulebench itself is broken, or the selection cannot
+//! decide) — git's bisect-run contract. The rules live in `crate::bisect`.
 
+use crate::bisect::{self, ABORT, SKIP};
 use crate::kernel::{self, KernelError};
-use anyhow::Result;
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub const GOOD: i32 = 0;
-pub const BAD: i32 = 1;
-pub const SKIP: i32 = 125;
-pub const ABORT: i32 = 128;
-
 #[derive(Args)]
+#[command(after_help = "Examples (inside the kernel git tree):
+  git bisect run rulebench bisect-run --test differential
+  git bisect run rulebench bisect-run --budget 'nftables add-one'
+  rulebench bisect-run --image-kernel --image bookworm-6.1 --test differential --list")]
 pub struct BisectArgs {
     /// Kernel tree to build (default: the current directory).
     #[arg(long)]
     src: Option<PathBuf>,
+    /// Config fragment merged on top of `make defconfig`
+    /// (default: kernel-configs/rulebench.config of this checkout).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Use this bzImage instead of building one.
@@ -26,105 +28,182 @@ pub struct BisectArgs {
     /// Boot the image's own kernel (no build): bisect across images.
     #[arg(long, conflicts_with_all = ["src", "kernel"])]
     image_kernel: bool,
-    /// Image whose userland is used.
+    /// Image whose userland is used (default: RULEBENCH_IMAGE or bullseye-5.10).
     #[arg(long)]
     image: Option<String>,
-    /// nextest filter expression of the tests that decide good/bad.
+    /// The tests that decide: a nextest filterset (`test(=name)`,
+    /// `binary(dumps) & test(nftables)`), or a bare word: the test binary
+    /// of that name (`differential`), else `test(/WORD/)`. Must select a
+    /// test that boots a guest.
     #[arg(long, conflicts_with = "budget")]
     test: Option<String>,
-    /// A budget name (tests/budgets.rs) that decides good/bad.
+    /// A budget of budgets.toml that decides: its exact name or a part of it
+    /// (every budget whose name contains it).
     #[arg(long)]
     budget: Option<String>,
+    /// Print the selection and exit (0 when it can decide, 128 when not);
+    /// builds and boots nothing.
+    #[arg(long)]
+    list: bool,
 }
 
-/// nextest arguments selecting what decides good/bad.
-pub fn nextest_args(test: Option<&str>, budget: Option<&str>) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "nextest",
-        "run",
-        "--workspace",
-        "--no-fail-fast",
-        "--run-ignored",
-        "all",
-    ]
-    .map(String::from)
-    .to_vec();
-    match (test, budget) {
-        (_, Some(budget)) => {
-            args.extend(["-E".into(), format!("binary(budgets) & test(/{budget}/)")]);
-        }
-        (Some(test), None) => args.extend(["-E".into(), format!("test(/{test}/)")]),
-        (None, None) => {}
-    }
-    args
-}
-
-pub fn run(args: BisectArgs) -> Result<()> {
+pub fn run(args: BisectArgs) -> anyhow::Result<()> {
     std::process::exit(decide(args));
 }
 
 fn decide(args: BisectArgs) -> i32 {
     let workspace = crate::image::agent::workspace_root();
-    let kernel_path = if args.image_kernel {
-        None
-    } else if let Some(k) = args.kernel {
-        Some(k)
-    } else {
-        let src = args.src.unwrap_or_else(|| PathBuf::from("."));
-        let config = args
-            .config
-            .unwrap_or_else(|| workspace.join("kernel-configs/rulebench.config"));
-        let jobs = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
-        match kernel::build(&src, &config, &crate::image::cache_root(), jobs) {
-            Ok(built) => Some(built.bzimage),
-            Err(e @ (KernelError::Build { .. } | KernelError::MissingOptions(_))) => {
-                eprintln!("rulebench bisect-run: skip: {e}");
-                return SKIP;
-            }
-            Err(e) => {
-                eprintln!("rulebench bisect-run: abort: {e}");
-                return ABORT;
-            }
-        }
+    let (filter, budget_names) = match selection(&args) {
+        Ok(s) => s,
+        Err(e) => return abort(e),
     };
+    let chosen = match list(&workspace, &filter) {
+        Ok(c) => c,
+        Err(e) => return abort(e),
+    };
+    let (tests, run_ignored) = chosen;
+    eprintln!(
+        "rulebench bisect-run: {} test(s) decide ({filter}):",
+        tests.len()
+    );
+    for t in &tests {
+        eprintln!(
+            "  {}{}",
+            t.full_name(),
+            if t.ignored { " (ignored)" } else { "" }
+        );
+    }
+    if args.list {
+        return bisect::GOOD;
+    }
+    let kernel_path = match kernel_to_boot(&args, &workspace) {
+        Ok(k) => k,
+        Err(code) => return code,
+    };
+    if let Err(e) = boots(args.image.as_deref(), kernel_path.as_deref()) {
+        eprintln!(
+            "rulebench bisect-run: skip: the kernel built but its guest did not come up: {e:#}"
+        );
+        return SKIP;
+    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&workspace)
-        .args(nextest_args(args.test.as_deref(), args.budget.as_deref()));
-    if let Some(k) = &kernel_path {
-        cmd.env(crate::vm::KERNEL_ENV, k);
-    }
+        .args(bisect::run_args(&filter, run_ignored));
+    match &kernel_path {
+        Some(k) => cmd.env(crate::vm::KERNEL_ENV, k),
+        None => cmd.env_remove(crate::vm::KERNEL_ENV),
+    };
     if let Some(image) = &args.image {
         cmd.env(crate::image::IMAGE_ENV, image);
     }
+    if let Some(names) = &budget_names {
+        cmd.env(crate::budgets::SELECT_ENV, names);
+    }
     match cmd.status() {
-        Ok(s) if s.success() => GOOD,
-        Ok(s) if s.code() == Some(4) => {
-            // nextest: no tests matched the filter — a usage error, not a verdict.
-            eprintln!("rulebench bisect-run: abort: no test matched");
-            ABORT
+        Ok(s) => {
+            let code = bisect::verdict(s.code());
+            eprintln!("rulebench bisect-run: nextest exited {s}: verdict {code}");
+            code
         }
-        Ok(_) => BAD,
-        Err(e) => {
-            eprintln!("rulebench bisect-run: abort: running cargo nextest: {e}");
-            ABORT
-        }
+        Err(e) => abort(anyhow::anyhow!("running cargo nextest: {e}")),
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+fn abort(e: impl std::fmt::Display) -> i32 {
+    eprintln!("rulebench bisect-run: abort: {e}");
+    ABORT
+}
 
-    #[test]
-    fn filters() {
-        assert!(nextest_args(Some("kernel_is"), None)
-            .join(" ")
-            .ends_with("-E test(/kernel_is/)"));
-        assert!(nextest_args(None, Some("nft_add"))
-            .join(" ")
-            .contains("binary(budgets) & test(/nft_add/)"));
+/// The filterset, and for `--budget` the budget names the tests check.
+fn selection(args: &BisectArgs) -> anyhow::Result<(String, Option<String>)> {
+    match (&args.test, &args.budget) {
+        (_, Some(pattern)) => {
+            let path = crate::budgets::default_path();
+            let all = crate::budgets::load(&path)?;
+            let (filter, names) =
+                bisect::budget_selection(&all, pattern, &path.display().to_string())?;
+            Ok((filter, Some(names)))
+        }
+        (Some(test), None) => {
+            let binaries =
+                bisect::test_binaries(&crate::image::agent::workspace_root().join("tests"));
+            Ok((bisect::filterset(test, &binaries), None))
+        }
+        (None, None) => anyhow::bail!("name what decides: --test FILTER or --budget NAME"),
     }
+}
+
+fn list(workspace: &Path, filter: &str) -> anyhow::Result<(Vec<bisect::Listed>, &'static str)> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(workspace)
+        .args(bisect::list_args(filter))
+        .output()
+        .map_err(|e| anyhow::anyhow!("running cargo nextest list: {e}"))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "cargo nextest list -E {filter:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let listed = bisect::parse_list(&String::from_utf8_lossy(&out.stdout))?;
+    let (tests, run_ignored) = bisect::choose(filter, &listed)?;
+    let config = std::fs::read_to_string(workspace.join(".config/nextest.toml"))
+        .map_err(|e| anyhow::anyhow!("reading .config/nextest.toml: {e}"))?;
+    bisect::require_guest(filter, &tests, &bisect::guest_binaries(&config))?;
+    Ok((tests, run_ignored))
+}
+
+/// The bzImage of this step (None: the image's own kernel); Err is the
+/// exit code when the tree does not build (skip) or cannot be used (abort).
+fn kernel_to_boot(args: &BisectArgs, workspace: &Path) -> Result<Option<PathBuf>, i32> {
+    if args.image_kernel {
+        return Ok(None);
+    }
+    if let Some(k) = &args.kernel {
+        return Ok(Some(k.clone()));
+    }
+    let src = args.src.clone().unwrap_or_else(|| PathBuf::from("."));
+    let config = args
+        .config
+        .clone()
+        .unwrap_or_else(|| workspace.join("kernel-configs/rulebench.config"));
+    let jobs = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    match kernel::build(&src, &config, &crate::image::cache_root(), jobs) {
+        Ok(built) => {
+            eprintln!("rulebench bisect-run: built kernel {}", built.release);
+            Ok(Some(built.bzimage))
+        }
+        Err(e @ (KernelError::Build { .. } | KernelError::MissingOptions(_))) => {
+            eprintln!("rulebench bisect-run: skip: {e}");
+            Err(SKIP)
+        }
+        Err(e) => Err(abort(e)),
+    }
+}
+
+/// Boot the step's kernel once with the image's userland and ask the
+/// agent for the release: a panic, a missing agent or a boot timeout is
+/// the kernel's own failure (the error quotes the console tail).
+fn boots(image: Option<&str>, kernel: Option<&Path>) -> anyhow::Result<()> {
+    let lock = crate::image::LockFile::load(&crate::image::lock_path(image))?;
+    let built = crate::image::build(&lock, true)?;
+    let opts = crate::vm::VmOptions {
+        kernel: kernel.map(Path::to_path_buf),
+        snapshot: false,
+        ..Default::default()
+    };
+    let mut vm = crate::vm::Vm::boot(&built, &opts)?;
+    let release = vm.sh("uname -r")?;
+    eprintln!(
+        "rulebench bisect-run: guest up with kernel {} in {:.1} s",
+        release.trim(),
+        vm.boot_time.as_secs_f64()
+    );
+    vm.shutdown()?;
+    Ok(())
 }

@@ -35,7 +35,7 @@ enum Command {
     /// Build custom kernels for bisection.
     #[command(subcommand)]
     Kernel(kernel_cmd::KernelCommand),
-    /// One `git bisect run` step: build + boot the kernel, run tests; 0 good, 1 bad, 125 skip.
+    /// One `git bisect run` step: build + boot the kernel, run tests; 0 good, 1 bad, 125 skip, 128 abort.
     BisectRun(bisect_cmd::BisectArgs),
     /// Run the measurements and write results (the job behind `make bench`).
     Bench(bench_cmd::BenchArgs),
