@@ -88,6 +88,19 @@ fn no_qemu_survives_a_panicking_test() {
     );
 }
 
+/// This host's virtiofsd, or a failure that says how to install it: a
+/// virtio-fs test that returned early without one would pass having
+/// checked nothing. Every Debian release packages it, so there is no skip.
+fn require_virtiofsd() {
+    if let Err(why) = rulebench::vm::virtiofsd::locate() {
+        panic!(
+            "this test needs virtiofsd and found none ({why}). Install it: Debian bookworm \
+             `apt-get install qemu-system-common` (/usr/lib/qemu/virtiofsd, pulled in by \
+             qemu-system-x86), Debian trixie and later `apt-get install virtiofsd`"
+        );
+    }
+}
+
 /// The tools image and options that share `dir` into the guest.
 fn tools_image_sharing(
     dir: &std::path::Path,
@@ -109,6 +122,7 @@ fn tools_image_sharing(
 
 #[test]
 fn nothing_of_a_shared_guest_survives_a_panicking_test() {
+    require_virtiofsd();
     let dir = tempfile::tempdir().unwrap();
     let (image, opts) = tools_image_sharing(dir.path());
     let seen = std::sync::Mutex::new((Vec::new(), None));
@@ -120,9 +134,10 @@ fn nothing_of_a_shared_guest_survives_a_panicking_test() {
     });
     assert!(result.is_err());
     let (daemons, socket_dir) = seen.into_inner().unwrap();
-    if rulebench::vm::virtiofsd::locate().is_ok() {
-        assert!(!daemons.is_empty(), "the tools image shares over virtio-fs");
-    }
+    assert!(
+        !daemons.is_empty(),
+        "the tools image shares over virtio-fs: no virtiofsd ran, so no daemon's cleanup was checked"
+    );
     leftovers::assert_none_left("a test panic", socket_dir.as_deref(), &daemons);
 }
 
@@ -160,13 +175,15 @@ fn guest_panic_during_a_streamed_command_keeps_the_output_so_far() {
 
 #[test]
 fn a_dead_virtiofsd_is_an_error_not_a_hang() {
-    if rulebench::vm::virtiofsd::locate().is_err() {
-        eprintln!("no virtiofsd on this host: shares are copies, nothing to kill");
-        return;
-    }
+    require_virtiofsd();
     let dir = tempfile::tempdir().unwrap();
     let (image, opts) = tools_image_sharing(dir.path());
     let mut vm = rulebench::vm::Vm::boot(&image, &opts).expect("booting with a share");
+    assert_eq!(
+        vm.share_mounts,
+        [rulebench::vm::ShareMount::VirtioFs],
+        "a copied share has no daemon to kill"
+    );
     let pid = vm.virtiofsd_pids()[0] as i32;
     let killer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(2));

@@ -64,9 +64,17 @@ fn stream(vm: &mut Vm, script: &str, cwd: &str) -> (Option<i32>, String, String)
     )
 }
 
-/// Whether this host has a virtiofsd (else every share is a copy).
-fn virtiofs_on_host() -> bool {
-    rulebench::vm::virtiofsd::locate().is_ok()
+/// This host's virtiofsd, or a failure that says how to install it:
+/// without one every share is a copy, and a virtio-fs test would pass
+/// having checked the copy path. Every Debian release packages it.
+fn require_virtiofsd() {
+    if let Err(why) = rulebench::vm::virtiofsd::locate() {
+        panic!(
+            "this test needs virtiofsd and found none ({why}). Install it: Debian bookworm \
+             `apt-get install qemu-system-common` (/usr/lib/qemu/virtiofsd, pulled in by \
+             qemu-system-x86), Debian trixie and later `apt-get install virtiofsd`"
+        );
+    }
 }
 
 fn alive(pid: u32) -> bool {
@@ -85,6 +93,7 @@ fn alive(pid: u32) -> bool {
 /// line by line while the command runs, and the exit code passes through.
 #[test]
 fn vm_run_with_a_share_streams_and_passes_the_exit_code() {
+    require_virtiofsd();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("from-host.txt"), b"x").unwrap();
     let script = "ls; unshare -n ip link show lo; echo first; sleep 3; echo second; exit 7";
@@ -123,16 +132,15 @@ fn vm_run_with_a_share_streams_and_passes_the_exit_code() {
         gap >= Duration::from_secs(2),
         "\"first\" arrived only {gap:?} before \"second\": not streamed"
     );
-    if virtiofs_on_host() {
-        assert!(
-            !stderr.contains("copying"),
-            "the tools image shares over virtio-fs here: {stderr}"
-        );
-    }
+    assert!(
+        !stderr.contains("copying"),
+        "the tools image shares over virtio-fs here: {stderr}"
+    );
 }
 
 #[test]
 fn debian_shell_tests_run_unchanged_in_a_virtiofs_share() {
+    require_virtiofsd();
     let scratch = tempfile::tempdir().unwrap();
     let readonly = parse_share(
         &format!("{}:/tests", fixture_dir().display()),
@@ -153,12 +161,22 @@ fn debian_shell_tests_run_unchanged_in_a_virtiofs_share() {
     let mut vm = Vm::boot(&tools_image(), &opts).expect("booting the tools image");
     let daemons = vm.virtiofsd_pids();
     let socket_dir = vm.socket_dir().unwrap();
-    if virtiofs_on_host() {
-        assert_eq!(
-            vm.share_mounts,
-            vec![ShareMount::VirtioFs, ShareMount::VirtioFs]
+    assert_eq!(
+        vm.share_mounts,
+        vec![ShareMount::VirtioFs, ShareMount::VirtioFs],
+        "both shares must be virtio-fs, not copies"
+    );
+    assert_eq!(daemons.len(), 2, "one virtiofsd per share");
+    // The guest's own view: a copy would be a plain directory of the root fs.
+    let mounts = vm.sh("cat /proc/mounts").unwrap();
+    for dir in ["/tests", "/out"] {
+        assert!(
+            mounts
+                .lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(dir)
+                    && l.split_whitespace().nth(2) == Some("virtiofs")),
+            "{dir} is not a virtiofs mount in the guest:\n{mounts}"
         );
-        assert_eq!(daemons.len(), 2);
     }
 
     let started = Instant::now();
@@ -173,12 +191,11 @@ fn debian_shell_tests_run_unchanged_in_a_virtiofs_share() {
     assert!(err.contains("Read-only"), "{err}");
     let (code, out, _) = stream(&mut vm, "echo from-guest > result; pwd", "/out");
     assert_eq!((code, out.trim()), (Some(0), "/out"));
-    if virtiofs_on_host() {
-        assert_eq!(
-            std::fs::read_to_string(scratch.path().join("result")).unwrap(),
-            "from-guest\n"
-        );
-    }
+    assert_eq!(
+        std::fs::read_to_string(scratch.path().join("result")).unwrap(),
+        "from-guest\n",
+        "a write in the writable share reaches the host"
+    );
 
     vm.shutdown().unwrap();
     for pid in daemons {
