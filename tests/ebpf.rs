@@ -6,18 +6,33 @@
 mod support;
 
 use rulebench::correctness::{probes_for, ProbeOptions, Session};
-use rulebench::steps::run_steps;
+use rulebench::steps::{run_steps, StepError};
 use rulebench::tech::{self, Step, Tech};
 use rulebench::workload::Workload;
+
+/// Every probe got a verdict, and there was at least one: `Session::probe`
+/// answers an empty list with no verdicts, which every check below accepts.
+fn assert_probed(name: &str, probes: usize, verdicts: usize) {
+    assert!(
+        probes > 0,
+        "{name}: no probes for this workload: nothing checked"
+    );
+    assert_eq!(
+        verdicts, probes,
+        "{name}: {verdicts} verdicts for {probes} probes"
+    );
+}
 
 fn agree(session: &mut Session, name: &str, workload: &Workload) {
     let probes = probes_for(workload, &session.topology, &ProbeOptions::default());
     let run = session
         .run(Tech::Ebpf, workload, &probes)
         .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_probed(name, probes.len(), run.verdicts.len());
     eprintln!(
-        "{name}: ebpf loaded in {:.2}s (guest time)",
-        run.load_ns as f64 / 1e9
+        "{name}: ebpf loaded in {:.2}s (guest time), {} probes",
+        run.load_ns as f64 / 1e9,
+        probes.len()
     );
     let wrong: Vec<String> = probes
         .iter()
@@ -168,20 +183,38 @@ fn ebpf_bad_input_leaves_the_previous_dataplane_running() {
     let mut session = support::session(&[&small]);
     agree(&mut session, "firewall-small", &small);
     let before = dump(&mut session);
+    // Each input with the words the loader's error must use for its cause:
+    // any failure would do otherwise, e.g. a loader that cannot start.
     let bad = [
-        Step::with_stdin(&[tech::ebpf::LOADER, "firewall", "load"], "{\"rules\": [\n"),
-        Step::with_stdin(
-            &[tech::ebpf::LOADER, "firewall", "load"],
-            r#"{"default_policy":"accept","rules":[{"dport":"99999","proto":"tcp","action":"drop"}]}"#,
+        (
+            Step::with_stdin(&[tech::ebpf::LOADER, "firewall", "load"], "{\"rules\": [\n"),
+            "EOF while parsing",
         ),
-        Step::with_stdin(
-            &[tech::ebpf::LOADER, "firewall", "update"],
-            r#"{"delete":{"index":100000}}"#,
+        (
+            Step::with_stdin(
+                &[tech::ebpf::LOADER, "firewall", "load"],
+                r#"{"default_policy":"accept","rules":[{"dport":"99999","proto":"tcp","action":"drop"}]}"#,
+            ),
+            "bad port \"99999\"",
+        ),
+        (
+            Step::with_stdin(
+                &[tech::ebpf::LOADER, "firewall", "update"],
+                r#"{"delete":{"index":100000}}"#,
+            ),
+            "delete [100000]",
         ),
     ];
-    for step in &bad {
-        let err = run_steps(&mut session.vm, Tech::Ebpf, std::slice::from_ref(step));
-        assert!(err.is_err(), "{} was accepted", step.display());
+    for (step, cause) in &bad {
+        match run_steps(&mut session.vm, Tech::Ebpf, std::slice::from_ref(step)) {
+            Ok(_) => panic!("{} was accepted", step.display()),
+            Err(StepError::Failed { message, .. }) => assert!(
+                message.contains(cause),
+                "{}: the loader's error does not name the cause ({cause:?}): {message}",
+                step.display()
+            ),
+            Err(e) => panic!("{}: not a loader rejection: {e}", step.display()),
+        }
     }
     assert_eq!(
         dump(&mut session),
@@ -191,6 +224,7 @@ fn ebpf_bad_input_leaves_the_previous_dataplane_running() {
     // Still enforcing: same verdicts as before, without reloading.
     let probes = probes_for(&small, &session.topology, &ProbeOptions::default());
     let verdicts = session.probe(&probes).unwrap();
+    assert_probed("after rejected inputs", probes.len(), verdicts.len());
     for (p, v) in probes.iter().zip(&verdicts) {
         assert_eq!(*v, p.expected, "{} after rejected inputs", p.label);
     }

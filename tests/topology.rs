@@ -32,8 +32,18 @@ fn client_reaches_every_backend_over_tcp_and_udp() {
         },
     )
     .unwrap();
+    assert_eq!(items.len(), 4 * 2 * 2, "every backend, port and protocol");
     assert_eq!(report.results.len(), items.len());
     for (item, outcome) in items.iter().zip(&report.results) {
+        // Fewer answers than asked for would leave the loop below with
+        // less (or nothing) to check.
+        assert_eq!(
+            outcome.answers.len(),
+            item.count as usize,
+            "{item:?}: {} answers for {} probes",
+            outcome.answers.len(),
+            item.count
+        );
         let backend = topology
             .backends
             .iter()
