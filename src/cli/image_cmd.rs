@@ -1,7 +1,7 @@
 use crate::image::{self, LockFile};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
 pub enum ImageCommand {
@@ -34,6 +34,20 @@ pub enum ImageCommand {
         #[arg(long)]
         suite: String,
         /// Directory the .deb is written to.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Copy every .deb an image's lock pins (sha256-checked) into a package
+    /// store directory, with an index; builds read it first when
+    /// `RULEBENCH_DEB_DIR` names it, so the image outlives its mirror.
+    Export {
+        /// Image name under images/ (default: RULEBENCH_IMAGE or bullseye-5.10).
+        #[arg(long, conflicts_with = "all")]
+        image: Option<String>,
+        /// Every image under images/.
+        #[arg(long)]
+        all: bool,
+        /// The package store directory (created if missing; added to if not).
         #[arg(long)]
         out: PathBuf,
     },
@@ -90,7 +104,13 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
             package,
             suite,
             out,
-        } => fetch(&package, &suite, &out),
+        } => {
+            let dest = image::export::fetch_package(&package, &suite, &out)?;
+            println!("deb {}", dest.display());
+            println!("sha256 {}", image::deb::sha256_file(&dest)?);
+            Ok(())
+        }
+        ImageCommand::Export { image, all, out } => export(image, all, &out),
         ImageCommand::Verify { lock, image } => {
             let path = lock_file(lock, image);
             let locked = LockFile::load(&path)?;
@@ -112,24 +132,17 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
     }
 }
 
-fn fetch(package: &str, suite: &str, out: &std::path::Path) -> Result<()> {
-    let mirror = image::mirror::host_mirror()?;
-    // Not the builder's apt directory: a concurrent build may be using it.
-    let dir = image::cache_root().join("apt-fetch").join(suite);
-    let apt = image::apt::PrivateApt::new(&dir, &mirror, suite)
-        .with_context(|| format!("preparing apt for suite {suite}"))?;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let staging = tempfile::tempdir_in(out)?;
-    apt.download_spec(package, staging.path())
-        .with_context(|| format!("downloading {package} from {suite}"))?;
-    let deb = std::fs::read_dir(staging.path())?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .with_context(|| format!("apt-get download {package} produced no .deb"))?;
-    let dest = out.join(deb.file_name().expect("a file name"));
-    std::fs::rename(&deb, &dest)?;
-    println!("deb {}", dest.display());
-    println!("sha256 {}", image::deb::sha256_file(&dest)?);
+fn export(image: Option<String>, all: bool, out: &Path) -> Result<()> {
+    let paths = match all {
+        true => image::all_lock_paths().context("listing images/*.lock.toml")?,
+        false => vec![image::lock_path(image.as_deref())],
+    };
+    let locks = paths
+        .iter()
+        .map(|p| LockFile::load(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let done = image::export::export(&locks, out, false)?;
+    eprintln!("{done} into {}", out.display());
+    println!("store {}", out.display());
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! Lock and build: resolve and pin packages (`lock`), then fetch, verify,
 //! extract, select and pack them into a deterministic initramfs (`build`).
 
-use super::apt::PrivateApt;
+use super::apt::{AptError, PrivateApt};
 use super::cpio::{self, Entry, EntryKind};
 use super::lock::{ImageSpec, LockFile, LockedPackage};
+use super::store::{self, Store};
 use super::{agent, deb, mirror, rootfs};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -51,7 +52,7 @@ fn deb_cache_path(cache: &Path, name: &str, version: &str) -> PathBuf {
         .join(format!("{name}_{}_amd64.deb", version.replace(':', "%3a")))
 }
 
-fn progress(len: u64, quiet: bool, what: &str) -> ProgressBar {
+pub(crate) fn progress(len: u64, quiet: bool, what: &str) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
     }
@@ -66,12 +67,12 @@ fn progress(len: u64, quiet: bool, what: &str) -> ProgressBar {
 }
 
 /// Serializes builds of the cache between concurrent test processes.
-struct CacheLock {
+pub(crate) struct CacheLock {
     _file: std::fs::File,
 }
 
 impl CacheLock {
-    fn acquire(cache: &Path) -> Result<Self> {
+    pub(crate) fn acquire(cache: &Path) -> Result<Self> {
         std::fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
         let path = cache.join(".build.lock");
         let file =
@@ -90,13 +91,13 @@ impl CacheLock {
 }
 
 /// Lazily created private apts, one per suite (only needed on a cache miss).
-struct Fetcher {
+pub(crate) struct Fetcher {
     cache: PathBuf,
     apts: BTreeMap<String, PrivateApt>,
 }
 
 impl Fetcher {
-    fn new(cache: PathBuf) -> Self {
+    pub(crate) fn new(cache: PathBuf) -> Self {
         Fetcher {
             cache,
             apts: BTreeMap::new(),
@@ -134,6 +135,51 @@ impl Fetcher {
         std::fs::rename(&file, &dest)?;
         Ok(dest)
     }
+}
+
+/// Where a locked package's .deb came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DebOrigin {
+    Store,
+    /// The image cache's debs/ or the mirror (through it).
+    Mirror,
+}
+
+/// The .deb of a locked package, its sha256 checked against the lock: from
+/// the package store if it has the file, else from the cache or the mirror.
+/// A mirror that does not deliver the pinned version is reported as such,
+/// with the package store as the fix.
+pub(crate) fn locked_deb(
+    image: &str,
+    fetcher: &mut Fetcher,
+    store: Option<&Store>,
+    suite: &str,
+    pkg: &LockedPackage,
+) -> Result<(PathBuf, DebOrigin)> {
+    if let Some(store) = store {
+        if let Some(path) = store.find(&pkg.name, &pkg.version, &pkg.sha256)? {
+            return Ok((path, DebOrigin::Store));
+        }
+    }
+    let path = match fetcher.fetch(suite, &pkg.name, &pkg.version) {
+        Ok(path) => path,
+        Err(e) => match e.downcast_ref::<AptError>() {
+            Some(AptError::Failed { stderr, .. }) => {
+                return Err(store::not_served(
+                    image,
+                    &pkg.name,
+                    &pkg.version,
+                    suite,
+                    &pkg.sha256,
+                    stderr,
+                )
+                .into())
+            }
+            _ => return Err(e),
+        },
+    };
+    deb::verify(&pkg.name, &path, &pkg.sha256)?;
+    Ok((path, DebOrigin::Mirror))
 }
 
 /// Resolve `spec`'s package closure, fetch it, and pin the packages that
@@ -536,22 +582,29 @@ pub fn build(lock: &LockFile, quiet: bool) -> Result<BuiltImage> {
     }
     let started = Instant::now();
     let mut fetcher = Fetcher::new(cache.clone());
+    let store = Store::from_env()?;
     let bar = progress(lock.packages.len() as u64, quiet, "fetching");
     let staging = tempfile::tempdir().context("creating staging directory")?;
     let mut debs = Vec::new();
+    let mut from_store = 0;
     for pkg in &lock.packages {
         bar.set_message(pkg.name.clone());
-        let path = fetcher.fetch(
-            pkg.suite.as_deref().unwrap_or(&spec.suite),
-            &pkg.name,
-            &pkg.version,
-        )?;
-        deb::verify(&pkg.name, &path, &pkg.sha256)?;
+        let suite = pkg.suite.as_deref().unwrap_or(&spec.suite);
+        let (path, origin) = locked_deb(&spec.name, &mut fetcher, store.as_ref(), suite, pkg)?;
+        from_store += usize::from(origin == DebOrigin::Store);
         deb::extract(&path, staging.path())?;
         debs.push((pkg.name.as_str(), path));
         bar.inc(1);
     }
     bar.finish_and_clear();
+    if let (Some(store), false) = (&store, quiet) {
+        eprintln!(
+            "{from_store} of {} packages from the package store {}, {} from the mirror or cache",
+            lock.packages.len(),
+            store.dir().display(),
+            lock.packages.len() - from_store
+        );
+    }
     let debs: Vec<(&str, &Path)> = debs.iter().map(|(n, p)| (*n, p.as_path())).collect();
     let kept = select(spec, staging.path(), &programs_of(spec, &debs)?)?;
     let root = tempfile::tempdir().context("creating rootfs directory")?;

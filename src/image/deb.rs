@@ -77,6 +77,12 @@ pub fn extract(deb: &Path, dest: &Path) -> Result<(), DebError> {
     .map(|_| ())
 }
 
+/// One field of the package's control file (`dpkg-deb -f`), e.g. `Architecture`.
+pub fn control_field(deb: &Path, field: &str) -> Result<String, DebError> {
+    let out = dpkg_deb("-f", &["-f".as_ref(), deb.as_os_str(), field.as_ref()], deb)?;
+    Ok(out.trim().to_string())
+}
+
 /// Root-relative paths the package ships (files, links and directories).
 pub fn contents(deb: &Path) -> Result<Vec<String>, DebError> {
     let listing = dpkg_deb("-c", &["-c".as_ref(), deb.as_os_str()], deb)?;

@@ -6,9 +6,11 @@ pub mod build;
 pub mod cpio;
 pub mod deb;
 pub mod elf;
+pub mod export;
 pub mod lock;
 pub mod mirror;
 pub mod rootfs;
+pub mod store;
 
 pub use build::{build, cache_root, lock, BuiltImage};
 pub use lock::LockFile;
@@ -32,4 +34,16 @@ pub fn lock_path(name_or_path: Option<&str>) -> PathBuf {
             .join("images")
             .join(format!("{chosen}.lock.toml"))
     }
+}
+
+/// Every image's lock file under images/, sorted by name.
+pub fn all_lock_paths() -> std::io::Result<Vec<PathBuf>> {
+    let dir = agent::workspace_root().join("images");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".lock.toml"))
+        .collect();
+    paths.sort();
+    Ok(paths)
 }
