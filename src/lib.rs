@@ -1,6 +1,7 @@
 //! rulebench: compare Linux packet filtering and service load balancing
 //! technologies inside pinned QEMU guests.
 
+pub mod ab;
 pub mod bench;
 pub mod bisect;
 pub mod budgets;

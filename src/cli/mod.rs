@@ -5,6 +5,7 @@ mod bench_cmd;
 mod bench_progress;
 mod bisect_cmd;
 mod compare_cmd;
+mod gate_cmd;
 mod image_cmd;
 mod kernel_cmd;
 mod render_cmd;
@@ -45,6 +46,11 @@ enum Command {
     Apply(apply_cmd::ApplyArgs),
     /// Compare two results files; exit 1 on a significant regression.
     Compare(compare_cmd::CompareArgs),
+    /// A/B regression gate: base and head measured alternately in one run; exit 1 on a regression.
+    Gate(gate_cmd::GateArgs),
+    /// One side of `gate` (spawned by it; speaks a line protocol on stdin/stdout).
+    #[command(hide = true)]
+    AbWorker(gate_cmd::WorkerArgs),
     /// Write the markdown + SVG report of a results file.
     Report(report_cmd::ReportArgs),
 }
@@ -60,6 +66,8 @@ pub fn main() -> anyhow::Result<()> {
         Command::Render(args) => render_cmd::run(args),
         Command::Apply(args) => apply_cmd::run(args),
         Command::Compare(args) => compare_cmd::run(args),
+        Command::Gate(args) => gate_cmd::run(args),
+        Command::AbWorker(args) => gate_cmd::run_worker(args),
         Command::Report(args) => report_cmd::run(args),
     }
 }

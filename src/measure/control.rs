@@ -105,7 +105,7 @@ pub fn full_load_times(
 /// which made the first sample an outlier (CV > 50 % in a trial run).
 /// A small workload of the same family warms the same things; a full one
 /// at 10k would cost a minute under TCG for nothing.
-fn warm_up(vm: &mut Vm, tech: Tech, small: &Workload) -> Result<()> {
+pub fn warm_up(vm: &mut Vm, tech: Tech, small: &Workload) -> Result<()> {
     full_load(vm, tech, small)
         .map(|_| ())
         .context("warm-up load")
@@ -329,37 +329,101 @@ pub fn firewall(
     })?;
     let mut model = workload.clone();
     for r in 0..setting.repeats {
-        let pos = Position::of_repeat(r);
-        // Positions among the N filler rules (the matching rules follow).
-        let index = if setting.n == 0 {
-            0
-        } else {
-            pos.index(setting.n as usize + 1)
-        };
-        let primitive = UpdateMode::Primitive;
-        let insert = UpdateOp::InsertRule {
-            index,
-            rule: extra_rule,
-        };
-        let times = update_times(vm, tech, &mut model, &insert, primitive)?;
-        record_times(
-            rec,
-            &FW_ADD,
-            setting,
-            (r, pos.name(), Some(primitive)),
-            times,
-        );
-        let delete = UpdateOp::DeleteRule { index };
-        let times = update_times(vm, tech, &mut model, &delete, primitive)?;
-        record_times(
-            rec,
-            &FW_DELETE,
-            setting,
-            (r, pos.name(), Some(primitive)),
-            times,
-        );
+        firewall_update_round(vm, setting, &mut model, extra_rule, r, rec)?;
     }
     Ok(model)
+}
+
+/// Insert one rule at repeat `r`'s position among the fillers, then
+/// delete it again.
+fn firewall_update_round(
+    vm: &mut Vm,
+    setting: &Setting,
+    model: &mut Workload,
+    extra_rule: Rule,
+    r: u32,
+    rec: &mut Recorder,
+) -> Result<()> {
+    use super::figures::*;
+    let tech = setting.tech;
+    let pos = Position::of_repeat(r);
+    // Positions among the N filler rules (the matching rules follow).
+    let index = if setting.n == 0 {
+        0
+    } else {
+        pos.index(setting.n as usize + 1)
+    };
+    let primitive = UpdateMode::Primitive;
+    let insert = UpdateOp::InsertRule {
+        index,
+        rule: extra_rule,
+    };
+    let times = update_times(vm, tech, model, &insert, primitive)?;
+    record_times(
+        rec,
+        &FW_ADD,
+        setting,
+        (r, pos.name(), Some(primitive)),
+        times,
+    );
+    let delete = UpdateOp::DeleteRule { index };
+    let times = update_times(vm, tech, model, &delete, primitive)?;
+    record_times(
+        rec,
+        &FW_DELETE,
+        setting,
+        (r, pos.name(), Some(primitive)),
+        times,
+    );
+    Ok(())
+}
+
+/// One unit of the A/B gate (`crate::ab`): a full load from empty, then
+/// `rounds` update rounds at repeat `r`'s position in every update mode
+/// the technology has — everything a repeat of [`services`] measures, so
+/// that base and head can alternate unit by unit and host drift cancels
+/// in each pair. The rounds' samples share repeat `r` (the gate takes
+/// their median: one 100 ms update under TCG scatters by 30 % or more).
+pub fn services_unit(
+    vm: &mut Vm,
+    setting: &Setting,
+    services: &Services,
+    (r, rounds): (u32, u32),
+    rec: &mut Recorder,
+) -> Result<()> {
+    use super::figures::*;
+    let workload = Workload::Services(services.clone());
+    let (times, mem) = full_load_times(vm, setting.tech, &workload)?;
+    record_times(rec, &SVC_FULL_LOAD, setting, (r, "", None), times);
+    rec.push(&SVC_MEMORY, setting, r, "", mem.total_kib() as f64);
+    let mut model = workload;
+    for &mode in UpdateMode::for_services(setting.tech) {
+        for _ in 0..rounds.max(1) {
+            service_update_round(vm, setting, &mut model, mode, r, rec)?;
+        }
+    }
+    Ok(())
+}
+
+/// [`services_unit`] of the firewall family: a full load, then `rounds`
+/// inserts and deletes of one rule at repeat `r`'s position.
+pub fn firewall_unit(
+    vm: &mut Vm,
+    setting: &Setting,
+    workload: &Workload,
+    extra_rule: Rule,
+    (r, rounds): (u32, u32),
+    rec: &mut Recorder,
+) -> Result<()> {
+    use super::figures::*;
+    let (times, mem) = full_load_times(vm, setting.tech, workload)?;
+    record_times(rec, &FW_FULL_LOAD, setting, (r, "", None), times);
+    rec.push(&FW_MEMORY, setting, r, "", mem.total_kib() as f64);
+    let mut model = workload.clone();
+    for _ in 0..rounds.max(1) {
+        firewall_update_round(vm, setting, &mut model, extra_rule, r, rec)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
