@@ -60,7 +60,14 @@ fn techs_in(base: &Workload, mode: UpdateMode) -> Vec<Tech> {
 }
 
 fn check_ops_in(session: &mut Session, base: &Workload, ops: &[UpdateOp], mode: UpdateMode) {
-    for tech in techs_in(base, mode) {
+    let techs = techs_in(base, mode);
+    assert!(
+        !techs.is_empty(),
+        "no technology has {mode}: nothing checked"
+    );
+    assert!(!ops.is_empty(), "no update ops: nothing checked");
+    let mut checked = 0usize;
+    for tech in techs {
         session
             .reset()
             .unwrap_or_else(|e| panic!("{tech}: reset: {e}"));
@@ -76,6 +83,20 @@ fn check_ops_in(session: &mut Session, base: &Workload, ops: &[UpdateOp], mode: 
             let verdicts = session
                 .probe(&probes)
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
+            // `Session::probe` answers no probes with no verdicts, which the
+            // loop below would accept: an update nothing probed is unchecked.
+            assert!(
+                !probes.is_empty(),
+                "{what}: no probes for the updated model"
+            );
+            assert_eq!(
+                verdicts.len(),
+                probes.len(),
+                "{what}: {} verdicts for {} probes",
+                verdicts.len(),
+                probes.len()
+            );
+            checked += verdicts.len();
             for (p, v) in probes.iter().zip(&verdicts) {
                 assert_eq!(
                     *v, p.expected,
@@ -100,6 +121,7 @@ fn check_ops_in(session: &mut Session, base: &Workload, ops: &[UpdateOp], mode: 
             before = after;
         }
     }
+    eprintln!("{mode}: {checked} probe verdicts checked in all");
 }
 
 /// The services-small fixture, as a workload and as its services.
