@@ -743,6 +743,36 @@ max = 1.3
     }
 
     #[test]
+    fn a_raised_position_budget_compares_both_positions_at_the_raised_n() {
+        let b = &parse(
+            "[[budget]]\nname = \"p\"\ntech = \"nftables\"\nfigure = \"services.hook-ns.last\"\n\
+             versus = \"services.hook-ns.first\"\nsmall = 1000\nlarge = 1000\nmax = 1.3\n",
+        )
+        .unwrap()[0];
+        let at = |n: u64, last: f64, first: f64| -> Vec<Sample> {
+            (0..3)
+                .flat_map(|r| {
+                    [
+                        sample("services.hook-ns.last", n, r, last),
+                        sample("services.hook-ns.first", n, r, first),
+                    ]
+                })
+                .collect()
+        };
+        // Flat at 5000 (110 / 100) passes; with `small` left at 1000 the
+        // ratio would be 110 / 50, a growth budget failing `max`.
+        let mut both = at(5000, 110.0, 100.0);
+        both.extend(at(1000, 60.0, 50.0));
+        let line = b.evaluate(&both, Some(5000)).unwrap();
+        assert!(
+            line.contains("N=5000 / services.hook-ns.first at N=5000"),
+            "{line}"
+        );
+        let e = b.evaluate(&at(5000, 200.0, 100.0), Some(5000)).unwrap_err();
+        assert!(e.contains("> max 1.3"), "{e}");
+    }
+
+    #[test]
     fn an_interval_must_lie_above_its_floor() {
         let b = &parse(
             "[[budget]]\nname = \"s\"\ntech = \"nftables\"\nfigure = \"services.hook-slope\"\nlarge = 1000\ninterval_above = 0.0\n",
