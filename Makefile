@@ -3,22 +3,30 @@ SHELL := /bin/bash
 CARGO ?= cargo
 IMAGE ?= bullseye-5.10
 RULEBENCH := target/release/rulebench
-DEB_PACKAGES := qemu-system-x86 cpio dpkg apt debian-archive-keyring ca-certificates python3-pip clang llvm libbpf-dev libelf-dev
+DEB_PACKAGES := qemu-system-x86 cpio dpkg apt debian-archive-keyring ca-certificates python3-venv clang llvm libbpf-dev libelf-dev
 
 .PHONY: deps test test-matrix bench image build clean-cache
 
-## Install what is missing on a Debian/Ubuntu host (run as root).
+## Install what is missing on a Debian/Ubuntu host. As root, or as a user
+## (apt-get then runs under sudo, and make keeps the user's PATH: cargo is
+## found). check-jsonschema goes into a venv under target/ (no system pip:
+## PEP 668); if that fails, tests/ci_workflow.rs says SKIPPED and checks the
+## workflow's structure itself.
+DEPS_VENV := target/venv
+APT_AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  $(APT_AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(APT_AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
-	@command -v check-jsonschema >/dev/null || pip install -q check-jsonschema
+	@command -v check-jsonschema >/dev/null || [ -x $(DEPS_VENV)/bin/check-jsonschema ] || \
+	  { python3 -m venv $(DEPS_VENV) && $(DEPS_VENV)/bin/pip install -q check-jsonschema; } || \
+	  { rm -rf $(DEPS_VENV); echo "deps: check-jsonschema not installed (venv or PyPI unavailable); the workflow schema test will be SKIPPED"; }
 	@command -v qemu-system-x86_64 >/dev/null || { echo "qemu-system-x86_64 still missing"; exit 1; }
 
 build:
