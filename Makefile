@@ -5,7 +5,7 @@ IMAGE ?= bullseye-5.10
 RULEBENCH := target/release/rulebench
 DEB_PACKAGES := qemu-system-x86 cpio dpkg apt debian-archive-keyring ca-certificates python3-venv clang llvm libbpf-dev libelf-dev
 
-.PHONY: deps test test-matrix bench image build clean-cache
+.PHONY: deps test test-matrix bench image build gate clean-cache
 
 ## Install what is missing on a Debian/Ubuntu host. As root, or as a user
 ## (apt-get then runs under sudo, and make keeps the user's PATH: cargo is
@@ -58,6 +58,14 @@ BENCH_FLAGS ?= --profile
 ## Quick run under TCG: `make bench BENCH_SIZES=0,100,1000`.
 bench: deps build
 	$(RULEBENCH) bench --image $(IMAGE) --sizes $(BENCH_SIZES) --job-budget $(BENCH_JOB_BUDGET) $(BENCH_FLAGS) --out $(BENCH_OUT)
+
+## The A/B regression gate: GATE_BASE's rulebench and this checkout's measured
+## alternately in one run (scripts/gate, src/ab/); exit 1 on a regression,
+## target/gate/summary.md lists every series. ~20 min under TCG on 2 cores.
+GATE_BASE ?= HEAD~1
+GATE_FLAGS ?= --techs iptables-legacy,nftables --families services --sizes 100,1000 --repeats 9 --rounds 2
+gate: deps
+	scripts/gate $(GATE_BASE) $(GATE_FLAGS)
 
 clean-cache:
 	rm -rf target/rulebench

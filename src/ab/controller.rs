@@ -78,9 +78,10 @@ impl Side {
         Ok(ready)
     }
 
-    fn unit(&mut self, key: &str) -> Result<Answer> {
+    /// One step (`load` or `round`) of unit `key`.
+    fn step(&mut self, step: &str, key: &str) -> Result<Answer> {
         let stdin = self.stdin.as_mut().expect("open until quit");
-        writeln!(stdin, "unit {key}")?;
+        writeln!(stdin, "{step} {key}")?;
         stdin.flush()?;
         let line = self.read_line()?;
         let answer: Answer = serde_json::from_str(&line)
@@ -93,7 +94,7 @@ impl Side {
             );
         }
         if let Some(e) = &answer.error {
-            bail!("{} worker, unit {key}: {e}", self.name);
+            bail!("{} worker, {step} {key}: {e}", self.name);
         }
         Ok(answer)
     }
@@ -180,17 +181,27 @@ pub fn run(
     for (i, unit) in units.iter().enumerate() {
         let key = unit.key();
         let t = Instant::now();
-        let order: [&mut Side; 2] = if base_first(unit) {
-            [&mut base, &mut head]
-        } else {
-            [&mut head, &mut base]
-        };
-        for side in order {
-            let answer = side.unit(&key)?;
-            if side.name == "base" {
-                base_samples.extend(answer.samples);
+        let mut sides = [&mut base, &mut head];
+        if !base_first(unit) {
+            sides.reverse();
+        }
+        // A B, then B A, A B, … : each step of one side next to the same
+        // step of the other, and the order balanced within the unit.
+        for step in 0..=plan.rounds.max(1) {
+            let name = if step == 0 { "load" } else { "round" };
+            let order: [usize; 2] = if step.is_multiple_of(2) {
+                [0, 1]
             } else {
-                head_samples.extend(answer.samples);
+                [1, 0]
+            };
+            for i in order {
+                let side = &mut *sides[i];
+                let answer = side.step(name, &key)?;
+                if side.name == "base" {
+                    base_samples.extend(answer.samples);
+                } else {
+                    head_samples.extend(answer.samples);
+                }
             }
         }
         let done = i + 1;

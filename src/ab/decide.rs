@@ -15,9 +15,9 @@ use crate::measure::stats;
 use crate::results::Sample;
 use std::collections::BTreeMap;
 
-/// A change must exceed this to count (pair ratio > 1.10), and the
+/// A change must exceed this to count (pair ratio > 1.15), and the
 /// interval must exclude 1.
-pub const DEFAULT_THRESHOLD: f64 = 0.10;
+pub const DEFAULT_THRESHOLD: f64 = 0.15;
 /// Pairs a series needs before it is decided.
 pub const MIN_PAIRS: usize = 3;
 /// Position label of the rows pooled over positions.
@@ -54,6 +54,10 @@ pub struct PairRow {
     pub worse_ratio: f64,
     pub ci: (f64, f64),
     pub verdict: Verdict,
+    /// Whether the verdict counts for the gate's exit code: the user / sys
+    /// parts of a split time are shown, but only their total gates (two
+    /// more tests per time would add false alarms, not power).
+    pub gating: bool,
 }
 
 /// (base, head) values paired by (position, repeat), each side's value
@@ -171,6 +175,7 @@ fn row(key: &SeriesKey, bs: &[&Sample], hs: &[&Sample], threshold: f64) -> PairR
         worse_ratio,
         ci,
         verdict,
+        gating: !figures::is_split_part(&key.figure),
     }
 }
 
@@ -194,13 +199,14 @@ fn rank(v: Verdict) -> u8 {
 /// Markdown for people (and GitHub's job summary): the counts, then every
 /// decided change and every undecided series, then the rest.
 pub fn summary(rows: &[PairRow], threshold: f64, header: &str) -> String {
-    let count = |v: Verdict| rows.iter().filter(|r| r.verdict == v).count();
+    let count = |v: Verdict| rows.iter().filter(|r| r.gating && r.verdict == v).count();
     let mut out = format!(
-        "# A/B gate\n\n{header}\n\n{} series: {} regression(s), {} improvement(s), {} same, {} undecided \
+        "# A/B gate\n\n{header}\n\n{} gating series: {} regression(s), {} improvement(s), {} same, {} undecided \
          (fewer than {MIN_PAIRS} pairs). A series regresses when the geometric mean over pairs of head / \
          base exceeds {:.2} and its 95 % Student-t interval lies above 1; position `all` pools an update \
-         figure's positions.\n\n",
-        rows.len(),
+         figure's positions; the user / sys parts of a time are shown (verdict in brackets) but only \
+         the total gates.\n\n",
+        rows.iter().filter(|r| r.gating).count(),
         count(Verdict::Regression),
         count(Verdict::Improvement),
         count(Verdict::Same),
@@ -212,7 +218,11 @@ pub fn summary(rows: &[PairRow], threshold: f64, header: &str) -> String {
     for r in rows {
         out += &format!(
             "| {} | {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3}–{:.3} |\n",
-            r.verdict.word(),
+            if r.gating {
+                r.verdict.word().to_string()
+            } else {
+                format!("({})", r.verdict.word())
+            },
             r.key.figure,
             r.key.tech,
             r.key.n,

@@ -2,9 +2,11 @@
 //! says it is ready, then measures one unit per request, in plan order,
 //! with this revision's own renderers and measurement code.
 //!
-//! Protocol (one JSON object per line): the worker writes
-//! [`Ready`]; the controller writes `unit KEY`; the worker answers
-//! [`Answer`]; `quit` ends it. Everything else goes to stderr.
+//! Protocol (one JSON object per line): the worker writes [`Ready`];
+//! the controller writes `load KEY` (the next unit's full load) or
+//! `round KEY` (one more update round of that unit), the worker answers
+//! each with an [`Answer`]; `quit` ends it. Everything else goes to
+//! stderr.
 
 use super::plan::{AbPlan, Unit};
 use crate::measure::{self, control, guest, Family, Recorder, Setting};
@@ -55,25 +57,41 @@ pub fn run(plan: &AbPlan, input: impl BufRead, mut output: impl Write) -> Result
     writeln!(output, "{}", serde_json::to_string(&ready)?)?;
     output.flush()?;
     let mut next = units.iter();
+    // The unit being measured and the model its guest holds.
+    let mut current: Option<(&Unit, Workload)> = None;
     for line in input.lines() {
         let line = line.context("reading the controller's request")?;
         let line = line.trim();
         if line == "quit" {
             break;
         }
-        let Some(key) = line.strip_prefix("unit ") else {
+        let (key, result) = if let Some(key) = line.strip_prefix("load ") {
+            let Some(unit) = next.next() else {
+                bail!("asked to load {key:?} after the last unit");
+            };
+            if unit.key() != key {
+                bail!(
+                    "asked to load {key:?} but this worker's next unit is {:?} (different plans?)",
+                    unit.key()
+                );
+            }
+            let mut rec = Recorder::default();
+            let result = load_unit(&mut vm, plan, unit, &mut rec).map(|model| {
+                current = Some((unit, model));
+                rec.samples
+            });
+            (key, result)
+        } else if let Some(key) = line.strip_prefix("round ") {
+            let Some((unit, model)) = current.as_mut().filter(|(u, _)| u.key() == key) else {
+                bail!("asked for a round of {key:?}, which is not the loaded unit");
+            };
+            let mut rec = Recorder::default();
+            let result = round(&mut vm, plan, unit, model, &mut rec).map(|()| rec.samples);
+            (key, result)
+        } else {
             bail!("unexpected request {line:?}");
         };
-        let Some(unit) = next.next() else {
-            bail!("asked for unit {key:?} after the last one");
-        };
-        if unit.key() != key {
-            bail!(
-                "asked for unit {key:?} but this worker's next unit is {:?} (different plans?)",
-                unit.key()
-            );
-        }
-        let answer = match measure_unit(&mut vm, plan, unit) {
+        let answer = match result {
             Ok(samples) => Answer {
                 key: key.to_string(),
                 samples,
@@ -92,52 +110,62 @@ pub fn run(plan: &AbPlan, input: impl BufRead, mut output: impl Write) -> Result
     Ok(())
 }
 
-fn measure_unit(vm: &mut Vm, plan: &AbPlan, unit: &Unit) -> Result<Vec<Sample>> {
-    let tech: Tech = unit.tech.parse()?;
-    let setting = Setting {
-        tech,
+fn setting(plan: &AbPlan, unit: &Unit) -> Result<Setting> {
+    Ok(Setting {
+        tech: unit.tech.parse::<Tech>()?,
         n: unit.n,
         repeats: plan.repeats,
         full_load_budget_ms: measure::DEFAULT_FULL_LOAD_BUDGET_MS,
-    };
-    let n = unit.n as usize;
-    let mut rec = Recorder::default();
-    let family = if unit.family == Family::Services.name() {
+    })
+}
+
+fn family(unit: &Unit) -> Family {
+    if unit.family == Family::Services.name() {
         Family::Services
     } else {
         Family::Firewall
-    };
-    match family {
-        Family::Services => {
-            let services = measure::services_workload(n);
-            if unit.repeat == 0 {
-                let small = measure::services_workload(n.min(100));
-                control::warm_up(vm, tech, &Workload::Services(small))?;
-            }
-            control::services_unit(
-                vm,
-                &setting,
-                &services,
-                (unit.repeat, plan.rounds),
-                &mut rec,
-            )
-        }
-        Family::Firewall => {
-            let workload = Workload::Firewall(measure::firewall_workload(n, false));
-            if unit.repeat == 0 {
-                let small = Workload::Firewall(measure::firewall_workload(n.min(100), false));
-                control::warm_up(vm, tech, &small)?;
-            }
-            control::firewall_unit(
-                vm,
-                &setting,
-                &workload,
-                measure::extra_firewall_rule(n),
-                (unit.repeat, plan.rounds),
-                &mut rec,
-            )
-        }
     }
-    .with_context(|| unit.key())?;
-    Ok(rec.samples)
+}
+
+/// The unit's workload (and, at its first repeat, an untimed warm-up),
+/// then its timed full load.
+fn load_unit(vm: &mut Vm, plan: &AbPlan, unit: &Unit, rec: &mut Recorder) -> Result<Workload> {
+    let setting = setting(plan, unit)?;
+    let n = unit.n as usize;
+    let (workload, small) = match family(unit) {
+        Family::Services => (
+            Workload::Services(measure::services_workload(n)),
+            Workload::Services(measure::services_workload(n.min(100))),
+        ),
+        Family::Firewall => (
+            Workload::Firewall(measure::firewall_workload(n, false)),
+            Workload::Firewall(measure::firewall_workload(n.min(100), false)),
+        ),
+    };
+    if unit.repeat == 0 {
+        control::warm_up(vm, setting.tech, &small)?;
+    }
+    control::unit_load(vm, &setting, &workload, unit.repeat, rec).with_context(|| unit.key())
+}
+
+fn round(
+    vm: &mut Vm,
+    plan: &AbPlan,
+    unit: &Unit,
+    model: &mut Workload,
+    rec: &mut Recorder,
+) -> Result<()> {
+    let setting = setting(plan, unit)?;
+    match family(unit) {
+        Family::Services => control::services_unit_round(vm, &setting, model, unit.repeat, rec),
+        Family::Firewall => control::firewall_unit_round(
+            vm,
+            &setting,
+            model,
+            measure::extra_firewall_rule(unit.n as usize),
+            unit.repeat,
+            rec,
+        ),
+    }
+    .with_context(|| unit.key())
 }

@@ -99,7 +99,7 @@ pub fn run(args: GateArgs) -> Result<()> {
     let regressions: Vec<String> = outcome
         .rows
         .iter()
-        .filter(|r| r.verdict == Verdict::Regression)
+        .filter(|r| r.gating && r.verdict == Verdict::Regression)
         .map(|r| {
             format!(
                 "{} {} N={} {} {}: {:.2}× worse",

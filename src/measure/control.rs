@@ -378,52 +378,56 @@ fn firewall_update_round(
     Ok(())
 }
 
-/// One unit of the A/B gate (`crate::ab`): a full load from empty, then
-/// `rounds` update rounds at repeat `r`'s position in every update mode
-/// the technology has — everything a repeat of [`services`] measures, so
-/// that base and head can alternate unit by unit and host drift cancels
-/// in each pair. The rounds' samples share repeat `r` (the gate takes
-/// their median: one 100 ms update under TCG scatters by 30 % or more).
-pub fn services_unit(
+/// The full load of one A/B unit (`crate::ab`): from empty, timed and
+/// recorded as repeat `r`; returns the model the guest now holds, for the
+/// unit's update rounds ([`services_unit_round`], [`firewall_unit_round`]).
+/// A unit is what one repeat of [`services`] / [`firewall`] measures, split
+/// so the gate can interleave base's and head's steps (A B B A …).
+pub fn unit_load(
     vm: &mut Vm,
     setting: &Setting,
-    services: &Services,
-    (r, rounds): (u32, u32),
+    workload: &Workload,
+    r: u32,
+    rec: &mut Recorder,
+) -> Result<Workload> {
+    use super::figures::*;
+    let (full, memory) = match workload {
+        Workload::Services(_) => (&SVC_FULL_LOAD, &SVC_MEMORY),
+        Workload::Firewall(_) => (&FW_FULL_LOAD, &FW_MEMORY),
+    };
+    let (times, mem) = full_load_times(vm, setting.tech, workload)?;
+    record_times(rec, full, setting, (r, "", None), times);
+    rec.push(memory, setting, r, "", mem.total_kib() as f64);
+    Ok(workload.clone())
+}
+
+/// One update round of an A/B unit at repeat `r`'s position, in every
+/// update mode the technology has; its samples carry repeat `r` (the gate
+/// takes the median of a unit's rounds).
+pub fn services_unit_round(
+    vm: &mut Vm,
+    setting: &Setting,
+    model: &mut Workload,
+    r: u32,
     rec: &mut Recorder,
 ) -> Result<()> {
-    use super::figures::*;
-    let workload = Workload::Services(services.clone());
-    let (times, mem) = full_load_times(vm, setting.tech, &workload)?;
-    record_times(rec, &SVC_FULL_LOAD, setting, (r, "", None), times);
-    rec.push(&SVC_MEMORY, setting, r, "", mem.total_kib() as f64);
-    let mut model = workload;
     for &mode in UpdateMode::for_services(setting.tech) {
-        for _ in 0..rounds.max(1) {
-            service_update_round(vm, setting, &mut model, mode, r, rec)?;
-        }
+        service_update_round(vm, setting, model, mode, r, rec)?;
     }
     Ok(())
 }
 
-/// [`services_unit`] of the firewall family: a full load, then `rounds`
-/// inserts and deletes of one rule at repeat `r`'s position.
-pub fn firewall_unit(
+/// [`services_unit_round`] of the firewall family: insert and delete one
+/// rule at repeat `r`'s position.
+pub fn firewall_unit_round(
     vm: &mut Vm,
     setting: &Setting,
-    workload: &Workload,
+    model: &mut Workload,
     extra_rule: Rule,
-    (r, rounds): (u32, u32),
+    r: u32,
     rec: &mut Recorder,
 ) -> Result<()> {
-    use super::figures::*;
-    let (times, mem) = full_load_times(vm, setting.tech, workload)?;
-    record_times(rec, &FW_FULL_LOAD, setting, (r, "", None), times);
-    rec.push(&FW_MEMORY, setting, r, "", mem.total_kib() as f64);
-    let mut model = workload.clone();
-    for _ in 0..rounds.max(1) {
-        firewall_update_round(vm, setting, &mut model, extra_rule, r, rec)?;
-    }
-    Ok(())
+    firewall_update_round(vm, setting, model, extra_rule, r, rec)
 }
 
 #[cfg(test)]

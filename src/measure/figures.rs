@@ -371,6 +371,12 @@ pub fn split_of(total_id: &str) -> Option<&'static CpuSplit> {
     SPLITS.iter().find(|s| s.total.id == total_id)
 }
 
+/// Whether `id` is the user or sys part of a split time (the parts are
+/// noisier than their total and move with it).
+pub fn is_split_part(id: &str) -> bool {
+    SPLITS.iter().any(|s| s.user.id == id || s.sys.id == id)
+}
+
 /// The catalogue entry of a figure id (results files may carry ids a newer
 /// or older rulebench knows; those get a neutral lower-is-better entry).
 pub fn lookup(id: &str) -> Figure {
