@@ -6,7 +6,7 @@ use super::plan::{base_first, AbPlan};
 use super::worker::{Answer, Ready};
 use crate::results::Sample;
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -125,15 +125,55 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-#[derive(Serialize)]
-struct AbFile<'a> {
-    base_revision: &'a str,
-    head_revision: &'a str,
-    kernel: &'a str,
-    accel: &'a str,
+#[derive(Serialize, Deserialize)]
+struct AbFile {
+    base_revision: String,
+    head_revision: String,
+    kernel: String,
+    accel: String,
     threshold: f64,
-    base: &'a [Sample],
-    head: &'a [Sample],
+    /// Minutes the campaign took (absent in files written before).
+    #[serde(default)]
+    minutes: f64,
+    #[serde(default)]
+    repeats: u32,
+    #[serde(default)]
+    sizes: Vec<u64>,
+    base: Vec<Sample>,
+    head: Vec<Sample>,
+}
+
+impl AbFile {
+    fn header(&self) -> String {
+        format!(
+            "base {} vs head {} — kernel {}, {}, {} repeats (pairs), sizes {:?}, {:.1} min",
+            self.base_revision,
+            self.head_revision,
+            self.kernel,
+            self.accel,
+            self.repeats,
+            self.sizes,
+            self.minutes
+        )
+    }
+}
+
+/// The verdict of a finished campaign again, from its `ab.json` (e.g. at
+/// another threshold); rewrites `summary.md` beside it.
+pub fn reanalyze(dir: &Path, threshold: f64) -> Result<GateOutcome> {
+    let path = dir.join("ab.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let file: AbFile =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let rows = decide::compare(&file.base, &file.head, threshold);
+    let summary_path = dir.join("summary.md");
+    std::fs::write(
+        &summary_path,
+        decide::summary(&rows, threshold, &file.header()),
+    )
+    .with_context(|| format!("writing {}", summary_path.display()))?;
+    Ok(GateOutcome { rows, summary_path })
 }
 
 pub struct GateOutcome {
@@ -215,31 +255,20 @@ pub fn run(
     }
     drop(base);
     drop(head);
-    let rows = decide::compare(&base_samples, &head_samples, threshold);
-    let header = format!(
-        "base {} vs head {} — kernel {}, {}, {} repeats (pairs), sizes {:?}, {:.1} min",
-        base_ready.revision,
-        head_ready.revision,
-        head_ready.kernel,
-        head_ready.accel,
-        plan.repeats,
-        plan.sizes,
-        started.elapsed().as_secs_f64() / 60.0
-    );
-    let summary_path = out.join("summary.md");
-    std::fs::write(&summary_path, decide::summary(&rows, threshold, &header))
-        .with_context(|| format!("writing {}", summary_path.display()))?;
     let file = AbFile {
-        base_revision: &base_ready.revision,
-        head_revision: &head_ready.revision,
-        kernel: &head_ready.kernel,
-        accel: &head_ready.accel,
+        base_revision: base_ready.revision,
+        head_revision: head_ready.revision,
+        kernel: head_ready.kernel,
+        accel: head_ready.accel,
         threshold,
-        base: &base_samples,
-        head: &head_samples,
+        minutes: started.elapsed().as_secs_f64() / 60.0,
+        repeats: plan.repeats,
+        sizes: plan.sizes.clone(),
+        base: base_samples,
+        head: head_samples,
     };
     let json = out.join("ab.json");
     std::fs::write(&json, serde_json::to_string_pretty(&file)?)
         .with_context(|| format!("writing {}", json.display()))?;
-    Ok(GateOutcome { rows, summary_path })
+    reanalyze(out, threshold)
 }

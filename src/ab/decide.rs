@@ -22,6 +22,9 @@ pub const DEFAULT_THRESHOLD: f64 = 0.15;
 pub const MIN_PAIRS: usize = 3;
 /// Position label of the rows pooled over positions.
 pub const ALL_POSITIONS: &str = "all";
+/// Chance that an A/A run fails the gate (all gating rows together).
+pub const FAMILY_ALPHA: f64 = 0.05;
+const CONFIDENCE: f64 = 0.95;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SeriesKey {
@@ -54,10 +57,13 @@ pub struct PairRow {
     pub worse_ratio: f64,
     pub ci: (f64, f64),
     pub verdict: Verdict,
-    /// Whether the verdict counts for the gate's exit code: the user / sys
-    /// parts of a split time are shown, but only their total gates (two
-    /// more tests per time would add false alarms, not power).
+    /// Whether the verdict counts for the gate's exit code: a total time
+    /// (its user / sys parts move with it and are noisier), whole or
+    /// pooled over positions. A single position has 3 pairs of 9: shown,
+    /// but with a family-wise bound its interval could only exclude 1 for
+    /// a change far beyond any threshold.
     pub gating: bool,
+    pub pair_values: Vec<(f64, f64)>,
 }
 
 /// (base, head) values paired by (position, repeat), each side's value
@@ -87,6 +93,7 @@ pub fn decide_pairs(
     better: Better,
     pairs: &[(f64, f64)],
     threshold: f64,
+    confidence: f64,
 ) -> (f64, (f64, f64), Verdict) {
     if pairs.is_empty() {
         return (f64::NAN, (f64::NAN, f64::NAN), Verdict::Undecided);
@@ -104,7 +111,8 @@ pub fn decide_pairs(
         f64::INFINITY
     } else {
         let var = logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (k - 1) as f64;
-        crate::report::growth::t_975(k - 1) * (var / k as f64).sqrt()
+        let q = stats::student_t_quantile(1.0 - (1.0 - confidence) / 2.0, (k - 1) as f64);
+        q * (var / k as f64).sqrt()
     };
     let ratio = mean.exp();
     let ci = ((mean - half).exp(), (mean + half).exp());
@@ -141,6 +149,29 @@ pub fn compare(base: &[Sample], head: &[Sample], threshold: f64) -> Vec<PairRow>
         })
         .collect();
     rows.extend(pooled_rows);
+    // A single position gates only where it is the series' only one (add-one
+    // always appends: "last" has all the pairs).
+    let pooled_keys: Vec<SeriesKey> = rows
+        .iter()
+        .filter(|r| r.key.position == ALL_POSITIONS)
+        .map(|r| r.key.clone())
+        .collect();
+    for r in rows.iter_mut() {
+        let pooled_exists = pooled_keys.iter().any(|k| same_but_position(k, &r.key));
+        if r.key.position != ALL_POSITIONS && !r.key.position.is_empty() && pooled_exists {
+            r.gating = false;
+        }
+    }
+    // Family-wise: the gate fails if any gating row regresses, so each of
+    // the m gating rows is judged at 1 - 0.05 / m (Bonferroni): an A/A run
+    // of 40 rows at 95 % each flagged one (3 pairs, +26 %).
+    let m = rows.iter().filter(|r| r.gating).count().max(1);
+    let family = 1.0 - FAMILY_ALPHA / m as f64;
+    for r in rows.iter_mut().filter(|r| r.gating) {
+        let better = figures::lookup(&r.key.figure).better;
+        let (ratio, ci, verdict) = decide_pairs(better, &r.pair_values, threshold, family);
+        (r.worse_ratio, r.ci, r.verdict) = (ratio, ci, verdict);
+    }
     rows.sort_by_key(|r| (rank(r.verdict), r.key.clone()));
     rows
 }
@@ -165,7 +196,7 @@ fn same_but_position(a: &SeriesKey, b: &SeriesKey) -> bool {
 fn row(key: &SeriesKey, bs: &[&Sample], hs: &[&Sample], threshold: f64) -> PairRow {
     let p = pairs(bs, hs);
     let better = figures::lookup(&key.figure).better;
-    let (worse_ratio, ci, verdict) = decide_pairs(better, &p, threshold);
+    let (worse_ratio, ci, verdict) = decide_pairs(better, &p, threshold, CONFIDENCE);
     let values = |v: &[&Sample]| v.iter().map(|s| s.value).collect::<Vec<_>>();
     PairRow {
         key: key.clone(),
@@ -176,6 +207,7 @@ fn row(key: &SeriesKey, bs: &[&Sample], hs: &[&Sample], threshold: f64) -> PairR
         ci,
         verdict,
         gating: !figures::is_split_part(&key.figure),
+        pair_values: p,
     }
 }
 
@@ -203,15 +235,17 @@ pub fn summary(rows: &[PairRow], threshold: f64, header: &str) -> String {
     let mut out = format!(
         "# A/B gate\n\n{header}\n\n{} gating series: {} regression(s), {} improvement(s), {} same, {} undecided \
          (fewer than {MIN_PAIRS} pairs). A series regresses when the geometric mean over pairs of head / \
-         base exceeds {:.2} and its 95 % Student-t interval lies above 1; position `all` pools an update \
-         figure's positions; the user / sys parts of a time are shown (verdict in brackets) but only \
-         the total gates.\n\n",
+         base exceeds {:.2} and its Student-t interval lies above 1 — for gating series a family-wise \
+         interval (Bonferroni: {:.2} % each, so an unchanged head fails with at most 5 % chance), else \
+         95 %. Gating: total times and memory, whole or pooled over positions (`all`); single \
+         positions (3 pairs of 9) and user / sys parts are shown with their verdict in brackets.\n\n",
         rows.iter().filter(|r| r.gating).count(),
         count(Verdict::Regression),
         count(Verdict::Improvement),
         count(Verdict::Same),
         count(Verdict::Undecided),
-        1.0 + threshold
+        1.0 + threshold,
+        100.0 * (1.0 - FAMILY_ALPHA / rows.iter().filter(|r| r.gating).count().max(1) as f64)
     );
     out += "| verdict | figure | tech | N | position | mode | pairs | base median | head median | head/base (worse > 1) | 95 % interval |\n";
     out += "|---|---|---|---:|---|---|---:|---:|---:|---:|---|\n";
@@ -277,22 +311,27 @@ mod tests {
 
     #[test]
     fn too_few_pairs_are_undecided_and_higher_is_better_is_oriented() {
-        let (_, _, v) = decide_pairs(Better::Lower, &[(1.0, 2.0), (1.0, 2.0)], 0.1);
+        let (_, _, v) = decide_pairs(Better::Lower, &[(1.0, 2.0), (1.0, 2.0)], 0.1, 0.95);
         assert_eq!(v, Verdict::Undecided);
-        let (ratio, _, v) = decide_pairs(Better::Higher, &[(2.0, 1.0); 4], 0.1);
+        let (ratio, _, v) = decide_pairs(Better::Higher, &[(2.0, 1.0); 4], 0.1, 0.95);
         assert_eq!(v, Verdict::Regression);
         assert!((ratio - 2.0).abs() < 1e-9);
-        let (_, _, v) = decide_pairs(Better::Lower, &[(2.0, 1.0); 4], 0.1);
+        let (_, _, v) = decide_pairs(Better::Lower, &[(2.0, 1.0); 4], 0.1, 0.95);
         assert_eq!(v, Verdict::Improvement);
         // One pair up, one down, one flat: the interval holds 1.
-        let (_, _, v) = decide_pairs(Better::Lower, &[(1.0, 1.5), (1.0, 0.7), (1.0, 1.2)], 0.1);
+        let (_, _, v) = decide_pairs(
+            Better::Lower,
+            &[(1.0, 1.5), (1.0, 0.7), (1.0, 1.2)],
+            0.1,
+            0.95,
+        );
         assert_eq!(v, Verdict::Same);
         // Within-pair noise of 5 % around a 30 % slowdown is decided.
         let noisy: Vec<(f64, f64)> = [1.25, 1.35, 1.3, 1.28, 1.33]
             .iter()
             .map(|&h| (1.0, h))
             .collect();
-        let (ratio, ci, v) = decide_pairs(Better::Lower, &noisy, 0.1);
+        let (ratio, ci, v) = decide_pairs(Better::Lower, &noisy, 0.1, 0.95);
         assert_eq!(v, Verdict::Regression, "{ratio} {ci:?}");
     }
 
@@ -343,5 +382,6 @@ mod tests {
         assert_eq!(all.verdict, Verdict::Regression);
         assert!((all.worse_ratio - 1.21).abs() < 1e-9, "{}", all.worse_ratio);
         assert_eq!(rows.iter().filter(|r| r.pairs == 3).count(), 3);
+        assert!(rows.iter().filter(|r| r.pairs == 3).all(|r| !r.gating));
     }
 }

@@ -17,8 +17,11 @@ use std::path::PathBuf;
 )]
 pub struct GateArgs {
     /// The base revision's rulebench binary (it must have `ab-worker`).
-    #[arg(long)]
-    base_bin: PathBuf,
+    #[arg(long, required_unless_present = "from")]
+    base_bin: Option<PathBuf>,
+    /// Decide a finished campaign again from DIR/ab.json (no guest runs).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["base_bin", "head_bin"])]
+    from: Option<PathBuf>,
     /// The head revision's binary (default: this one).
     #[arg(long)]
     head_bin: Option<PathBuf>,
@@ -88,12 +91,18 @@ pub struct WorkerArgs {
 }
 
 pub fn run(args: GateArgs) -> Result<()> {
-    let plan = args.plan.plan()?;
-    let head = match args.head_bin {
-        Some(h) => h,
-        None => std::env::current_exe().context("locating this rulebench binary")?,
+    let outcome = match (&args.from, &args.base_bin) {
+        (Some(dir), _) => controller::reanalyze(dir, args.threshold)?,
+        (None, Some(base)) => {
+            let plan = args.plan.plan()?;
+            let head = match args.head_bin {
+                Some(h) => h,
+                None => std::env::current_exe().context("locating this rulebench binary")?,
+            };
+            controller::run(base, &head, &plan, args.threshold, &args.out)?
+        }
+        (None, None) => bail!("--base-bin or --from is required"),
     };
-    let outcome = controller::run(&args.base_bin, &head, &plan, args.threshold, &args.out)?;
     let text = std::fs::read_to_string(&outcome.summary_path)?;
     println!("{text}");
     let regressions: Vec<String> = outcome
