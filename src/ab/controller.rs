@@ -145,15 +145,26 @@ struct AbFile {
 
 impl AbFile {
     fn header(&self) -> String {
+        // Files written before these fields: the samples say the same.
+        let repeats = if self.repeats > 0 {
+            self.repeats
+        } else {
+            self.base.iter().map(|s| s.repeat + 1).max().unwrap_or(0)
+        };
+        let mut sizes = self.sizes.clone();
+        if sizes.is_empty() {
+            sizes = self.base.iter().map(|s| s.n).collect();
+            sizes.sort_unstable();
+            sizes.dedup();
+        }
+        let minutes = if self.minutes > 0.0 {
+            format!("{:.1} min", self.minutes)
+        } else {
+            "time not recorded".to_string()
+        };
         format!(
-            "base {} vs head {} — kernel {}, {}, {} repeats (pairs), sizes {:?}, {:.1} min",
-            self.base_revision,
-            self.head_revision,
-            self.kernel,
-            self.accel,
-            self.repeats,
-            self.sizes,
-            self.minutes
+            "base {} vs head {} — kernel {}, {}, {repeats} repeats (pairs), sizes {sizes:?}, {minutes}",
+            self.base_revision, self.head_revision, self.kernel, self.accel,
         )
     }
 }
