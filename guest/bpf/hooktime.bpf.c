@@ -4,15 +4,22 @@
  *
  * Under TCG a TCP handshake costs milliseconds and hides a rule walk of a
  * tenth of that; the time between entry and return of the hook function is
- * the walk itself, plus a constant probe overhead that cancels in every
- * comparison (slopes, ratios).
+ * the walk itself, plus a constant probe overhead (it cancels in slopes,
+ * not in ratios).
  *
  * The loader attaches slot i's pair of programs to the i-th function it was
  * given. 5.10 has no bpf_get_func_ip, so one program pair per slot is how a
  * return knows which function it ends. Every call's duration is one sample
  * (slot, netfilter hook number, ns) in a per-CPU region of `samples`: the
  * traced functions run in softirq context, which does not nest on one CPU,
- * so a per-CPU cursor needs no atomics (5.10 has no fetch-and-add). */
+ * so a per-CPU cursor needs no atomics (5.10 has no fetch-and-add).
+ *
+ * A traced function can re-enter itself on the same CPU: from 5.16 IPVS's
+ * `ip_vs_in_hook` serves LOCAL_IN and LOCAL_OUT, and its NAT transmit
+ * sends the packet through LOCAL_OUT from inside the LOCAL_IN call. So each
+ * slot keeps a small stack of starts: with one start, the inner call
+ * overwrote the outer one, and only the inner (LOCAL_OUT) call was
+ * recorded — no INPUT sample at all on 6.1 and 6.12. */
 #include <linux/bpf.h>
 #include <linux/ptrace.h>
 #include <bpf/bpf_helpers.h>
@@ -23,10 +30,12 @@
 #define PER_CPU_SAMPLES 16384 /* power of two */
 #define NO_HOOK 0xff
 
+#define DEPTH 4 /* power of two */
+
 struct start {
-	__u64 ns;
-	__u32 hook;
-	__u32 pad;
+	__u64 ns[DEPTH];
+	__u8 hook[DEPTH];
+	__u32 depth;
 };
 
 /* Per slot: which argument (1-5) of the traced function is the
@@ -101,17 +110,25 @@ static __always_inline int enter(struct pt_regs *ctx, __u32 slot)
 	struct start *s = bpf_map_lookup_elem(&ht_starts, &slot);
 	__u32 *which = bpf_map_lookup_elem(&ht_state_arg, &slot);
 	__u8 hook = NO_HOOK;
+	__u32 d;
 
 	if (!s || !which)
 		return 0;
+	if (s->depth >= DEPTH) {
+		/* Deeper than the stack: counted, so its return is matched. */
+		s->depth += 1;
+		return 0;
+	}
 	if (*which) {
 		__u64 state = state_arg(ctx, *which);
 		if (!state || bpf_probe_read_kernel(&hook, 1, (void *)state))
 			hook = NO_HOOK;
 	}
-	s->hook = hook;
+	d = s->depth & (DEPTH - 1);
+	s->hook[d] = hook;
+	s->depth += 1;
 	/* Last, so the probe's own work above is not timed. */
-	s->ns = bpf_ktime_get_ns();
+	s->ns[d] = bpf_ktime_get_ns();
 	return 0;
 }
 
@@ -119,13 +136,22 @@ static __always_inline int leave(__u32 slot)
 {
 	__u64 now = bpf_ktime_get_ns();
 	struct start *s = bpf_map_lookup_elem(&ht_starts, &slot);
-	__u32 zero = 0, cpu, idx;
-	__u64 *cursor, *sample, delta;
+	__u32 zero = 0, cpu, idx, d;
+	__u64 *cursor, *sample, delta, start;
+	__u8 hook;
 
-	if (!s || !s->ns)
+	if (!s || !s->depth)
 		return 0;
-	delta = now - s->ns;
-	s->ns = 0;
+	s->depth -= 1;
+	if (s->depth >= DEPTH)
+		return 0;
+	d = s->depth & (DEPTH - 1);
+	start = s->ns[d];
+	hook = s->hook[d];
+	s->ns[d] = 0;
+	if (!start)
+		return 0;
+	delta = now - start;
 	cursor = bpf_map_lookup_elem(&ht_cursor, &zero);
 	if (!cursor)
 		return 0;
@@ -138,7 +164,7 @@ static __always_inline int leave(__u32 slot)
 	*cursor += 1;
 	sample = bpf_map_lookup_elem(&ht_samples, &idx);
 	if (sample)
-		*sample = ((__u64)slot << 60) | ((__u64)(s->hook & 0xff) << 52) |
+		*sample = ((__u64)slot << 60) | ((__u64)hook << 52) |
 			  (delta & ((1ULL << 52) - 1));
 	return 0;
 }
