@@ -21,6 +21,15 @@ const RUNS: &[(&str, &[&str])] = &[
     // flagged (the family-wise intervals reach below 1): the limit of this
     // host, stated in docs/regression-gate.md.
     ("extra-work-2000", &[]),
+    // Three times the extra work: +43-80 %, flagged.
+    (
+        "extra-work-6000",
+        &[
+            "services.add-one iptables-legacy 1000 last primitive",
+            "services.change-one iptables-legacy 1000 all primitive",
+            "services.delete-one iptables-legacy 1000 all primitive",
+        ],
+    ),
 ];
 
 #[test]
