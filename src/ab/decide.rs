@@ -12,7 +12,7 @@
 use crate::compare::Verdict;
 use crate::measure::figures::{self, Better};
 use crate::measure::stats;
-use crate::results::Sample;
+use crate::results::{Sample, SeriesKey};
 use std::collections::BTreeMap;
 
 /// A change must exceed this to count (pair ratio > 1.15), and the
@@ -25,27 +25,6 @@ pub const ALL_POSITIONS: &str = "all";
 /// Chance that an A/A run fails the gate (all gating rows together).
 pub const FAMILY_ALPHA: f64 = 0.05;
 const CONFIDENCE: f64 = 0.95;
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct SeriesKey {
-    pub figure: String,
-    pub tech: String,
-    pub n: u64,
-    pub position: String,
-    pub update_mode: String,
-}
-
-impl SeriesKey {
-    fn of(s: &Sample) -> SeriesKey {
-        SeriesKey {
-            figure: s.figure.clone(),
-            tech: s.tech.clone(),
-            n: s.n,
-            position: s.position.clone(),
-            update_mode: s.update_mode.clone(),
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PairRow {

@@ -158,7 +158,7 @@ fn round(
     let setting = setting(plan, unit)?;
     match family(unit) {
         Family::Services => control::services_unit_round(vm, &setting, model, unit.repeat, rec),
-        Family::Firewall => control::firewall_unit_round(
+        Family::Firewall => control::firewall_update_round(
             vm,
             &setting,
             model,

@@ -335,8 +335,9 @@ pub fn firewall(
 }
 
 /// Insert one rule at repeat `r`'s position among the fillers, then
-/// delete it again.
-fn firewall_update_round(
+/// delete it again (also one update round of an A/B unit, as
+/// [`services_unit_round`] is for services).
+pub fn firewall_update_round(
     vm: &mut Vm,
     setting: &Setting,
     model: &mut Workload,
@@ -380,7 +381,7 @@ fn firewall_update_round(
 
 /// The full load of one A/B unit (`crate::ab`): from empty, timed and
 /// recorded as repeat `r`; returns the model the guest now holds, for the
-/// unit's update rounds ([`services_unit_round`], [`firewall_unit_round`]).
+/// unit's update rounds ([`services_unit_round`], [`firewall_update_round`]).
 /// A unit is what one repeat of [`services`] / [`firewall`] measures, split
 /// so the gate can interleave base's and head's steps (A B B A …).
 pub fn unit_load(
@@ -415,19 +416,6 @@ pub fn services_unit_round(
         service_update_round(vm, setting, model, mode, r, rec)?;
     }
     Ok(())
-}
-
-/// [`services_unit_round`] of the firewall family: insert and delete one
-/// rule at repeat `r`'s position.
-pub fn firewall_unit_round(
-    vm: &mut Vm,
-    setting: &Setting,
-    model: &mut Workload,
-    extra_rule: Rule,
-    r: u32,
-    rec: &mut Recorder,
-) -> Result<()> {
-    firewall_update_round(vm, setting, model, extra_rule, r, rec)
 }
 
 #[cfg(test)]
