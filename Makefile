@@ -61,7 +61,8 @@ bench: deps build
 
 ## The A/B regression gate: GATE_BASE's rulebench and this checkout's measured
 ## alternately in one run (scripts/gate, src/ab/); exit 1 on a regression,
-## target/gate/summary.md lists every series. ~20 min under TCG on 2 cores.
+## target/gate/summary.md lists every series. The default plan took 24 min under
+## TCG on 2 cores (load 8, before the steps were interleaved); base build ~6 min.
 GATE_BASE ?= HEAD~1
 GATE_FLAGS ?= --techs iptables-legacy,nftables --families services --sizes 100,1000 --repeats 9 --rounds 2
 gate: deps
