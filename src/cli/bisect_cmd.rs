@@ -57,7 +57,7 @@ fn decide(args: BisectArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return abort(e),
     };
-    let chosen = match list(&workspace, &filter) {
+    let chosen = match bisect::step::list(&workspace, &filter) {
         Ok(c) => c,
         Err(e) => return abort(e),
     };
@@ -80,7 +80,7 @@ fn decide(args: BisectArgs) -> i32 {
         Ok(k) => k,
         Err(code) => return code,
     };
-    if let Err(e) = boots(args.image.as_deref(), kernel_path.as_deref()) {
+    if let Err(e) = bisect::step::guest_comes_up(args.image.as_deref(), kernel_path.as_deref()) {
         eprintln!(
             "rulebench bisect-run: skip: the kernel built but its guest did not come up: {e:#}"
         );
@@ -134,28 +134,6 @@ fn selection(args: &BisectArgs) -> anyhow::Result<(String, Option<String>)> {
     }
 }
 
-fn list(workspace: &Path, filter: &str) -> anyhow::Result<(Vec<bisect::Listed>, &'static str)> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .current_dir(workspace)
-        .args(bisect::list_args(filter))
-        .output()
-        .map_err(|e| anyhow::anyhow!("running cargo nextest list: {e}"))?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "cargo nextest list -E {filter:?} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let listed = bisect::parse_list(&String::from_utf8_lossy(&out.stdout))?;
-    let (tests, run_ignored) = bisect::choose(filter, &listed)?;
-    let config = std::fs::read_to_string(workspace.join(".config/nextest.toml"))
-        .map_err(|e| anyhow::anyhow!("reading .config/nextest.toml: {e}"))?;
-    bisect::require_guest(filter, &tests, &bisect::guest_binaries(&config))?;
-    Ok((tests, run_ignored))
-}
-
 /// The bzImage of this step (None: the image's own kernel); Err is the
 /// exit code when the tree does not build (skip) or cannot be used (abort).
 fn kernel_to_boot(args: &BisectArgs, workspace: &Path) -> Result<Option<PathBuf>, i32> {
@@ -184,26 +162,4 @@ fn kernel_to_boot(args: &BisectArgs, workspace: &Path) -> Result<Option<PathBuf>
         }
         Err(e) => Err(abort(e)),
     }
-}
-
-/// Boot the step's kernel once with the image's userland and ask the
-/// agent for the release: a panic, a missing agent or a boot timeout is
-/// the kernel's own failure (the error quotes the console tail).
-fn boots(image: Option<&str>, kernel: Option<&Path>) -> anyhow::Result<()> {
-    let lock = crate::image::LockFile::load(&crate::image::lock_path(image))?;
-    let built = crate::image::build(&lock, true)?;
-    let opts = crate::vm::VmOptions {
-        kernel: kernel.map(Path::to_path_buf),
-        snapshot: false,
-        ..Default::default()
-    };
-    let mut vm = crate::vm::Vm::boot(&built, &opts)?;
-    let release = vm.sh("uname -r")?;
-    eprintln!(
-        "rulebench bisect-run: guest up with kernel {} in {:.1} s",
-        release.trim(),
-        vm.boot_time.as_secs_f64()
-    );
-    vm.shutdown()?;
-    Ok(())
 }

@@ -11,6 +11,8 @@
 //! does not come up is a skip (125), not "bad": a bisection of a
 //! netfilter regression must not be steered onto an unrelated boot break.
 
+pub mod step;
+
 use crate::budgets::Budget;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
