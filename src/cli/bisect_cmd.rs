@@ -111,7 +111,7 @@ fn decide(args: BisectArgs) -> i32 {
 }
 
 fn abort(e: impl std::fmt::Display) -> i32 {
-    eprintln!("rulebench bisect-run: abort: {e}");
+    eprintln!("rulebench bisect-run: abort: {e:#}");
     ABORT
 }
 
