@@ -88,19 +88,6 @@ fn no_qemu_survives_a_panicking_test() {
     );
 }
 
-/// This host's virtiofsd, or a failure that says how to install it: a
-/// virtio-fs test that returned early without one would pass having
-/// checked nothing. Every Debian release packages it, so there is no skip.
-fn require_virtiofsd() {
-    if let Err(why) = rulebench::vm::virtiofsd::locate() {
-        panic!(
-            "this test needs virtiofsd and found none ({why}). Install it: Debian bookworm \
-             `apt-get install qemu-system-common` (/usr/lib/qemu/virtiofsd, pulled in by \
-             qemu-system-x86), Debian trixie and later `apt-get install virtiofsd`"
-        );
-    }
-}
-
 /// The tools image and options that share `dir` into the guest.
 fn tools_image_sharing(
     dir: &std::path::Path,
@@ -122,7 +109,7 @@ fn tools_image_sharing(
 
 #[test]
 fn nothing_of_a_shared_guest_survives_a_panicking_test() {
-    require_virtiofsd();
+    common::require_virtiofsd();
     let dir = tempfile::tempdir().unwrap();
     let (image, opts) = tools_image_sharing(dir.path());
     let seen = std::sync::Mutex::new((Vec::new(), None));
@@ -175,7 +162,7 @@ fn guest_panic_during_a_streamed_command_keeps_the_output_so_far() {
 
 #[test]
 fn a_dead_virtiofsd_is_an_error_not_a_hang() {
-    require_virtiofsd();
+    common::require_virtiofsd();
     let dir = tempfile::tempdir().unwrap();
     let (image, opts) = tools_image_sharing(dir.path());
     let mut vm = rulebench::vm::Vm::boot(&image, &opts).expect("booting with a share");

@@ -64,19 +64,6 @@ fn stream(vm: &mut Vm, script: &str, cwd: &str) -> (Option<i32>, String, String)
     )
 }
 
-/// This host's virtiofsd, or a failure that says how to install it:
-/// without one every share is a copy, and a virtio-fs test would pass
-/// having checked the copy path. Every Debian release packages it.
-fn require_virtiofsd() {
-    if let Err(why) = rulebench::vm::virtiofsd::locate() {
-        panic!(
-            "this test needs virtiofsd and found none ({why}). Install it: Debian bookworm \
-             `apt-get install qemu-system-common` (/usr/lib/qemu/virtiofsd, pulled in by \
-             qemu-system-x86), Debian trixie and later `apt-get install virtiofsd`"
-        );
-    }
-}
-
 fn alive(pid: u32) -> bool {
     // A zombie is gone for our purposes; its stat state says Z.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -93,7 +80,7 @@ fn alive(pid: u32) -> bool {
 /// line by line while the command runs, and the exit code passes through.
 #[test]
 fn vm_run_with_a_share_streams_and_passes_the_exit_code() {
-    require_virtiofsd();
+    common::require_virtiofsd();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("from-host.txt"), b"x").unwrap();
     let script = "ls; unshare -n ip link show lo; echo first; sleep 3; echo second; exit 7";
@@ -140,7 +127,7 @@ fn vm_run_with_a_share_streams_and_passes_the_exit_code() {
 
 #[test]
 fn debian_shell_tests_run_unchanged_in_a_virtiofs_share() {
-    require_virtiofsd();
+    common::require_virtiofsd();
     let scratch = tempfile::tempdir().unwrap();
     let readonly = parse_share(
         &format!("{}:/tests", fixture_dir().display()),

@@ -66,3 +66,16 @@ pub fn expected_release(vm: &Vm) -> String {
         image().kernel_release
     }
 }
+
+/// This host's virtiofsd, or a failure that says how to install it:
+/// without one every share is a copy, and a virtio-fs test that returned
+/// early would pass having checked nothing. Every Debian release packages it, so there is no skip.
+pub fn require_virtiofsd() {
+    if let Err(why) = rulebench::vm::virtiofsd::locate() {
+        panic!(
+            "this test needs virtiofsd and found none ({why}). Install it: Debian bookworm \
+             `apt-get install qemu-system-common` (/usr/lib/qemu/virtiofsd, pulled in by \
+             qemu-system-x86), Debian trixie and later `apt-get install virtiofsd`"
+        );
+    }
+}
